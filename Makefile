@@ -1,0 +1,59 @@
+# criu --tmp-file: an overlay and patch series on pinned upstream CRIU.
+# See README.md. Everything runs as root on Debian 12.
+
+include scripts/upstream.conf
+
+TREE      := build/criu-$(VERSION)
+CRIU      := $(TREE)/criu/criu
+PYTHON    := /usr/bin/python3
+JOBS      ?= $(shell nproc)
+PREFIX    ?= /usr/local
+PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider
+
+export CRIU_TARBALL
+
+.PHONY: all deps tree build check test e2e demo patches upstream-patch \
+	test-export install clean distclean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+# Assemble pristine + patches + overlay; cheap when nothing changed.
+tree: deps
+	@./scripts/assemble.sh
+
+build: tree
+	@$(MAKE) -s -C $(TREE) -j$(JOBS) criu lib crit >/dev/null
+	@echo "built $(CRIU)"
+
+check: build
+	$(CRIU) check
+
+e2e: build
+	$(PYTEST) test/e2e $(PYTEST_ARGS)
+
+test: build
+	$(PYTEST) test/e2e $(PYTEST_ARGS)
+
+demo: build
+	@./scripts/demo.sh $(CRIU)
+
+# Regenerate patches/ from the commits made in the build tree.
+patches:
+	@./scripts/refresh-patches.sh
+
+# A git format-patch series for a pristine upstream tree, in dist/.
+upstream-patch: tree
+	@./scripts/export-series.sh dist
+
+install: build
+	$(MAKE) -C $(TREE) install-criu install-lib PREFIX=$(PREFIX)
+
+clean:
+	rm -rf dist
+	[ ! -d $(TREE) ] || $(MAKE) -s -C $(TREE) clean
+
+distclean:
+	rm -rf build dist

@@ -1,0 +1,25 @@
+#ifndef __CR_TMP_FILES_H__
+#define __CR_TMP_FILES_H__
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "common/list.h"
+
+/* One --tmp-file PATH, normalised: absolute, no "//", "/./" or trailing "/" */
+struct tmp_file {
+	struct list_head list;
+	char *path;
+};
+
+extern int tmp_file_add(const char *path);
+extern void tmp_files_free(void);
+
+/* Dump: check paths and tar before freezing, archive while frozen */
+extern int tmp_files_prepare_dump(pid_t root_pid);
+extern int dump_tmp_files(void);
+
+/* Restore: put the saved files back before any task is created */
+extern int restore_tmp_files(void);
+
+#endif /* __CR_TMP_FILES_H__ */

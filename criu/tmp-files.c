@@ -1,0 +1,783 @@
+/*
+ * --tmp-file: save files that the dumped tree uses and that may be gone
+ * at restore time (a /tmp wiped at boot, a host that never had them).
+ *
+ * Dump: the paths are checked before the tree is frozen; while it is
+ * frozen, GNU tar archives them, as the root task sees them, into the raw
+ * image tmp-files.tar.gz.img, and the list of paths goes into the
+ * tmp-files-manifest.img image.
+ *
+ * Restore: before any task is created, the archive is extracted into a
+ * staging directory. Every saved entry is then prepared under a temporary
+ * name next to its target and, once all of them are ready, renamed into
+ * place. A damaged archive or a failure while preparing leaves every
+ * target as it was.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "cr_options.h"
+#include "image.h"
+#include "log.h"
+#include "protobuf.h"
+#include "servicefd.h"
+#include "tmp-files.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#include "images/tmp-file.pb-c.h"
+
+#undef LOG_PREFIX
+#define LOG_PREFIX "tmp-files: "
+
+#define TMP_FILES_COMPRESSION "gzip"
+#define STAGE_TEMPLATE	      ".criu-tmp-files.XXXXXX"
+
+/*
+ * Option parsing: keep an absolute, normalised path. Relative paths and
+ * ".." are refused: the path must mean the same file at dump and restore.
+ */
+int tmp_file_add(const char *path)
+{
+	struct tmp_file *tf;
+	const char *p = path;
+	char *norm, *n;
+
+	if (!*path) {
+		pr_err("--tmp-file: the path is empty\n");
+		return -1;
+	}
+	if (*path != '/') {
+		pr_err("--tmp-file %s: the path must be absolute\n", path);
+		return -1;
+	}
+
+	norm = xmalloc(strlen(path) + 1);
+	if (!norm)
+		return -1;
+
+	n = norm;
+	while (*p) {
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		len = strcspn(p, "/");
+		if (len == 0 || (len == 1 && p[0] == '.')) {
+			p += len;
+			continue;
+		}
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			pr_err("--tmp-file %s: \"..\" is not allowed in the path\n", path);
+			goto err;
+		}
+		*n++ = '/';
+		memcpy(n, p, len);
+		n += len;
+		p += len;
+	}
+	*n = '\0';
+
+	if (n == norm) {
+		pr_err("--tmp-file %s: refusing to save the whole root\n", path);
+		goto err;
+	}
+
+	tf = xmalloc(sizeof(*tf));
+	if (!tf)
+		goto err;
+	tf->path = norm;
+	list_add_tail(&tf->list, &opts.tmp_files);
+	return 0;
+err:
+	xfree(norm);
+	return -1;
+}
+
+/* Dump side state, filled before the tree is frozen */
+static int names_fd = -1; /* member names for tar --null --files-from */
+static char **saved_paths;
+static size_t nr_saved_paths;
+static char proc_root[32];
+
+/* Sort with '/' before any other byte, so "/a/b" follows "/a" directly */
+static int path_cmp(const void *a, const void *b)
+{
+	const unsigned char *x = *(const unsigned char **)a;
+	const unsigned char *y = *(const unsigned char **)b;
+
+	while (*x && *x == *y) {
+		x++;
+		y++;
+	}
+	if (*x == *y)
+		return 0;
+	if (*x == '/')
+		return *y ? -1 : 1;
+	if (*y == '/')
+		return *x ? 1 : -1;
+	return *x - *y;
+}
+
+static bool path_within(const char *path, const char *dir)
+{
+	size_t len = strlen(dir);
+
+	return !strncmp(path, dir, len) && (path[len] == '/' || path[len] == '\0');
+}
+
+static int check_gnu_tar(void)
+{
+	char buf[128] = {};
+	int fd, ret;
+
+	fd = memfd_create("criu-tar-version", MFD_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("Can't create a memfd");
+		return -1;
+	}
+
+	ret = cr_system(-1, fd, -1, "tar", (char *[]){ "tar", "--version", NULL }, CRS_CAN_FAIL);
+	if (!ret && pread(fd, buf, sizeof(buf) - 1, 0) < 0)
+		ret = -1;
+	close(fd);
+
+	if (ret) {
+		pr_err("--tmp-file needs GNU tar, but \"tar --version\" failed (is tar in PATH?)\n");
+		return -1;
+	}
+	if (!strstr(buf, "GNU tar")) {
+		pr_err("--tmp-file needs GNU tar, but tar in PATH is not GNU tar\n");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Called before the tree is frozen: everything that can fail without the
+ * frozen tree fails here, and the archive step only has to run tar.
+ */
+int tmp_files_prepare_dump(pid_t root_pid)
+{
+	struct tmp_file *tf;
+	char **paths, *last = NULL;
+	size_t nr = 0, i;
+
+	if (list_empty(&opts.tmp_files))
+		return 0;
+
+	list_for_each_entry(tf, &opts.tmp_files, list)
+		nr++;
+	paths = xmalloc(nr * sizeof(*paths));
+	saved_paths = xmalloc(nr * sizeof(*saved_paths));
+	if (!paths || !saved_paths)
+		goto err;
+	nr = 0;
+	list_for_each_entry(tf, &opts.tmp_files, list)
+		paths[nr++] = tf->path;
+	qsort(paths, nr, sizeof(*paths), path_cmp);
+
+	/* Paths are resolved as the dumped tree sees them */
+	snprintf(proc_root, sizeof(proc_root), "/proc/%d/root", root_pid);
+
+	names_fd = memfd_create("criu-tmp-files", MFD_CLOEXEC);
+	if (names_fd < 0) {
+		pr_perror("Can't create a memfd");
+		goto err;
+	}
+
+	for (i = 0; i < nr; i++) {
+		char full[PATH_MAX];
+		struct stat st;
+
+		if (last && path_within(paths[i], last)) {
+			pr_info("%s is saved with %s\n", paths[i], last);
+			continue;
+		}
+
+		if (snprintf(full, sizeof(full), "%s%s", proc_root, paths[i]) >= sizeof(full)) {
+			pr_err("--tmp-file %s: the path is too long\n", paths[i]);
+			goto err;
+		}
+		if (lstat(full, &st)) {
+			pr_perror("--tmp-file %s: can't save it", paths[i]);
+			goto err;
+		}
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
+			pr_err("--tmp-file %s: not a regular file, a directory or a symlink\n", paths[i]);
+			goto err;
+		}
+
+		/* Member names are relative to the root: skip the leading '/' */
+		if (write_all(names_fd, paths[i] + 1, strlen(paths[i])) != strlen(paths[i])) {
+			pr_perror("Can't write the --tmp-file list");
+			goto err;
+		}
+		saved_paths[nr_saved_paths++] = paths[i];
+		last = paths[i];
+	}
+	xfree(paths);
+
+	return check_gnu_tar();
+err:
+	xfree(paths);
+	return -1;
+}
+
+static int write_manifest(void)
+{
+	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+	struct cr_img *img;
+	int ret;
+
+	me.n_paths = nr_saved_paths;
+	me.paths = saved_paths;
+	me.format = "posix";
+	me.compression = TMP_FILES_COMPRESSION;
+
+	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
+	if (!img)
+		return -1;
+	ret = pb_write_one(img, &me, PB_TMP_FILES_MANIFEST);
+	close_image(img);
+	return ret;
+}
+
+/* Called while the tree is frozen */
+int dump_tmp_files(void)
+{
+	struct cr_img *img;
+	int ret;
+
+	if (names_fd < 0)
+		return 0;
+
+	pr_info("Saving %zu --tmp-file path(s)\n", nr_saved_paths);
+
+	if (lseek(names_fd, 0, SEEK_SET) < 0) {
+		pr_perror("Can't rewind the --tmp-file list");
+		return -1;
+	}
+
+	img = open_image(CR_FD_TMP_FILES, O_DUMP);
+	if (!img)
+		return -1;
+
+	ret = cr_system(names_fd, img_raw_fd(img), -1, "tar",
+			(char *[]){ "tar", "--create", "--file=-", "--gzip", "--format=posix", "--directory", proc_root,
+				    "--null", "--no-unquote", "--no-wildcards", "--files-from=-", "--numeric-owner",
+				    "--preserve-permissions", "--sparse", "--xattrs", "--xattrs-include=*", "--acls",
+				    NULL },
+			0);
+	close_image(img);
+	close_safe(&names_fd);
+
+	if (ret) {
+		pr_err("Can't archive the --tmp-file paths: tar failed (see above)\n");
+		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES].fmt, 0);
+		return -1;
+	}
+
+	return write_manifest();
+}
+
+/*
+ * Restore side. An entry of the archive is prepared next to its target
+ * ("tmp" is its temporary name there) and renamed into place at commit.
+ */
+struct placement {
+	struct list_head list;
+	char *src; /* staged entry */
+	char *dst; /* its target */
+	char *tmp; /* temporary name next to dst; NULL for a directory */
+	struct stat st;
+	bool created; /* a directory made by this restore */
+};
+
+struct place_ctx {
+	const char *stage;
+	const char *root; /* "" for "/" */
+	struct list_head files;
+	struct list_head dirs;
+	unsigned int seq;
+};
+
+static char *path_join(const char *a, const char *b)
+{
+	return xsprintf("%s/%s", a, b);
+}
+
+static int copy_xattrs(const char *src, const char *dst)
+{
+	char *names, *name, *val = NULL;
+	ssize_t len, vlen;
+	int ret = -1;
+
+	len = llistxattr(src, NULL, 0);
+	if (len == 0 || (len < 0 && errno == ENOTSUP))
+		return 0;
+	names = len < 0 ? NULL : xmalloc(len);
+	if (!names || llistxattr(src, names, len) != len) {
+		pr_perror("Can't list xattrs of %s", src);
+		xfree(names);
+		return -1;
+	}
+
+	for (name = names; name < names + len; name += strlen(name) + 1) {
+		vlen = lgetxattr(src, name, NULL, 0);
+		xfree(val);
+		val = vlen < 0 ? NULL : xmalloc(vlen + 1);
+		if (!val || lgetxattr(src, name, val, vlen) != vlen) {
+			pr_perror("Can't read xattr %s of %s", name, src);
+			goto out;
+		}
+		if (lsetxattr(dst, name, val, vlen, 0)) {
+			pr_perror("Can't set xattr %s on %s", name, dst);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	xfree(names);
+	xfree(val);
+	return ret;
+}
+
+/* Owner before mode (chown drops setuid), xattrs after chown, times last */
+static int copy_metadata(const char *src, const struct stat *st, const char *dst)
+{
+	struct timespec times[2] = { st->st_atim, st->st_mtim };
+
+	if (lchown(dst, st->st_uid, st->st_gid)) {
+		pr_perror("Can't chown %s", dst);
+		return -1;
+	}
+	if (!S_ISLNK(st->st_mode)) {
+		if (chmod(dst, st->st_mode & 07777)) {
+			pr_perror("Can't chmod %s", dst);
+			return -1;
+		}
+		if (copy_xattrs(src, dst))
+			return -1;
+	}
+	if (utimensat(AT_FDCWD, dst, times, AT_SYMLINK_NOFOLLOW)) {
+		pr_perror("Can't set times of %s", dst);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copy data segments only, so that holes stay holes */
+static int copy_data(const char *src, const struct stat *st, const char *dst)
+{
+	static char buf[1 << 20];
+	int in, out, ret = -1;
+	off_t off = 0;
+
+	in = open(src, O_RDONLY);
+	if (in < 0) {
+		pr_perror("Can't open %s", src);
+		return -1;
+	}
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (out < 0) {
+		pr_perror("Can't create %s", dst);
+		close(in);
+		return -1;
+	}
+
+	while (off < st->st_size) {
+		off_t data, hole;
+
+		data = lseek(in, off, SEEK_DATA);
+		if (data < 0) {
+			if (errno == ENXIO)
+				break;
+			pr_perror("Can't seek in %s", src);
+			goto out;
+		}
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0) {
+			pr_perror("Can't seek in %s", src);
+			goto out;
+		}
+		for (off = data; off < hole;) {
+			ssize_t n = pread(in, buf, min_t(off_t, sizeof(buf), hole - off), off);
+
+			if (n <= 0) {
+				pr_perror("Can't read %s", src);
+				goto out;
+			}
+			if (pwrite(out, buf, n, off) != n) {
+				pr_perror("Can't write %s", dst);
+				goto out;
+			}
+			off += n;
+		}
+	}
+	if (ftruncate(out, st->st_size)) {
+		pr_perror("Can't truncate %s", dst);
+		goto out;
+	}
+	ret = 0;
+out:
+	close(in);
+	if (close(out) && !ret) {
+		pr_perror("Can't write %s", dst);
+		ret = -1;
+	}
+	return ret;
+}
+
+/* The staging directory is on another filesystem: make a copy at tmp */
+static int copy_entry(struct placement *p)
+{
+	char target[PATH_MAX];
+	ssize_t len;
+	int ret;
+
+	switch (p->st.st_mode & S_IFMT) {
+	case S_IFREG:
+		ret = copy_data(p->src, &p->st, p->tmp);
+		break;
+	case S_IFLNK:
+		len = readlink(p->src, target, sizeof(target) - 1);
+		if (len < 0) {
+			pr_perror("Can't read link %s", p->src);
+			return -1;
+		}
+		target[len] = '\0';
+		ret = symlink(target, p->tmp);
+		if (ret)
+			pr_perror("Can't create symlink %s", p->tmp);
+		break;
+	default:
+		ret = mknod(p->tmp, p->st.st_mode, p->st.st_rdev);
+		if (ret)
+			pr_perror("Can't create %s", p->tmp);
+		break;
+	}
+
+	return ret ?: copy_metadata(p->src, &p->st, p->tmp);
+}
+
+static struct placement *find_hardlink(struct place_ctx *ctx, const struct stat *st)
+{
+	struct placement *p;
+
+	if (st->st_nlink < 2)
+		return NULL;
+	list_for_each_entry(p, &ctx->files, list)
+		if (p->st.st_ino == st->st_ino && p->st.st_dev == st->st_dev)
+			return p;
+	return NULL;
+}
+
+static int prepare_file(struct place_ctx *ctx, struct placement *p)
+{
+	struct placement *first;
+	struct stat dst_st;
+	char *slash;
+
+	if (!lstat(p->dst, &dst_st) && S_ISDIR(dst_st.st_mode)) {
+		pr_err("Can't restore %s: a directory is in its place\n", p->dst);
+		return -1;
+	}
+
+	slash = strrchr(p->dst, '/');
+	p->tmp = xsprintf("%.*s/.criu-tmp-file.%d.%u", (int)(slash - p->dst), p->dst, getpid(), ctx->seq++);
+	if (!p->tmp)
+		return -1;
+
+	/* Staged hardlinks stay one inode: link to the first one placed */
+	first = find_hardlink(ctx, &p->st);
+	if (first && !link(first->tmp, p->tmp))
+		goto done;
+	if (first && errno != EXDEV) {
+		pr_perror("Can't link %s to %s", p->tmp, first->tmp);
+		goto err;
+	}
+
+	if (!rename(p->src, p->tmp))
+		goto done;
+	if (errno != EXDEV) {
+		pr_perror("Can't move %s to %s", p->src, p->tmp);
+		goto err;
+	}
+	if (copy_entry(p)) {
+		unlink(p->tmp);
+		goto err;
+	}
+done:
+	list_add_tail(&p->list, &ctx->files);
+	return 0;
+err:
+	xfree(p->tmp);
+	p->tmp = NULL;
+	return -1;
+}
+
+static int prepare_entry(struct place_ctx *ctx, const char *rel);
+
+static int prepare_dir(struct place_ctx *ctx, struct placement *p, const char *rel)
+{
+	struct stat dst_st;
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	if (lstat(p->dst, &dst_st)) {
+		if (errno != ENOENT || mkdir(p->dst, 0700)) {
+			pr_perror("Can't create directory %s", p->dst);
+			return -1;
+		}
+		p->created = true;
+	} else if (!S_ISDIR(dst_st.st_mode)) {
+		pr_err("Can't restore directory %s: something else is in its place\n", p->dst);
+		return -1;
+	}
+	list_add_tail(&p->list, &ctx->dirs);
+
+	d = opendir(p->src);
+	if (!d) {
+		pr_perror("Can't open %s", p->src);
+		return -1;
+	}
+	while (!ret && (de = readdir(d))) {
+		char *child;
+
+		if (dir_dots(de))
+			continue;
+		child = path_join(rel, de->d_name);
+		ret = child ? prepare_entry(ctx, child) : -1;
+		xfree(child);
+	}
+	closedir(d);
+	return ret;
+}
+
+static void free_placement(struct placement *p)
+{
+	xfree(p->src);
+	xfree(p->dst);
+	xfree(p->tmp);
+	xfree(p);
+}
+
+static int prepare_entry(struct place_ctx *ctx, const char *rel)
+{
+	struct placement *p;
+	int ret;
+
+	p = xzalloc(sizeof(*p));
+	if (!p)
+		return -1;
+	INIT_LIST_HEAD(&p->list);
+	p->src = path_join(ctx->stage, rel);
+	p->dst = path_join(ctx->root, rel);
+	if (!p->src || !p->dst)
+		goto err;
+	if (lstat(p->src, &p->st)) {
+		pr_perror("The archive has no %s", rel);
+		goto err;
+	}
+
+	if (S_ISDIR(p->st.st_mode))
+		ret = prepare_dir(ctx, p, rel);
+	else
+		ret = prepare_file(ctx, p);
+	if (list_empty(&p->list))
+		goto err;
+	return ret;
+err:
+	free_placement(p);
+	return -1;
+}
+
+/* Parents of a saved path that are missing at restore are made 0755 */
+static int prepare_parents(struct place_ctx *ctx, const char *rel)
+{
+	const char *slash;
+
+	for (slash = strchr(rel, '/'); slash; slash = strchr(slash + 1, '/')) {
+		struct placement *p;
+
+		p = xzalloc(sizeof(*p));
+		if (!p)
+			return -1;
+		p->dst = xsprintf("%s/%.*s", ctx->root, (int)(slash - rel), rel);
+		if (!p->dst) {
+			free_placement(p);
+			return -1;
+		}
+		if (mkdir(p->dst, 0755)) {
+			if (errno != EEXIST) {
+				pr_perror("Can't create directory %s", p->dst);
+				free_placement(p);
+				return -1;
+			}
+			free_placement(p);
+			continue;
+		}
+		pr_info("Created missing parent directory %s\n", p->dst);
+		p->created = true;
+		/* No src: its metadata is not in the archive, keep it out of commit */
+		list_add_tail(&p->list, &ctx->dirs);
+	}
+	return 0;
+}
+
+static void rollback(struct place_ctx *ctx)
+{
+	struct placement *p;
+
+	list_for_each_entry(p, &ctx->files, list)
+		unlink(p->tmp);
+	list_for_each_entry_reverse(p, &ctx->dirs, list)
+		if (p->created && rmdir(p->dst))
+			pr_perror("Can't remove %s", p->dst);
+}
+
+static int commit(struct place_ctx *ctx)
+{
+	struct placement *p;
+	int ret = 0;
+
+	list_for_each_entry(p, &ctx->files, list) {
+		if (rename(p->tmp, p->dst)) {
+			pr_perror("Can't rename %s to %s", p->tmp, p->dst);
+			unlink(p->tmp);
+			ret = -1;
+		}
+	}
+	/* Children first: placing entries changes their parent's mtime */
+	list_for_each_entry_reverse(p, &ctx->dirs, list)
+		if (p->src && copy_metadata(p->src, &p->st, p->dst))
+			ret = -1;
+	return ret;
+}
+
+static void free_ctx(struct place_ctx *ctx)
+{
+	struct placement *p, *t;
+
+	list_for_each_entry_safe(p, t, &ctx->files, list)
+		free_placement(p);
+	list_for_each_entry_safe(p, t, &ctx->dirs, list)
+		free_placement(p);
+}
+
+static int place_all(const char *stage, const char *root, TmpFilesManifestEntry *me)
+{
+	struct place_ctx ctx = { .stage = stage, .root = root };
+	size_t i;
+	int ret = 0;
+
+	INIT_LIST_HEAD(&ctx.files);
+	INIT_LIST_HEAD(&ctx.dirs);
+
+	for (i = 0; !ret && i < me->n_paths; i++) {
+		const char *rel = me->paths[i] + 1;
+
+		if (me->paths[i][0] != '/' || strstr(me->paths[i], "/../")) {
+			pr_err("Bad path %s in the --tmp-file manifest\n", me->paths[i]);
+			ret = -1;
+			break;
+		}
+		ret = prepare_parents(&ctx, rel) ?: prepare_entry(&ctx, rel);
+	}
+
+	if (ret) {
+		pr_err("Nothing of the --tmp-file archive was restored\n");
+		rollback(&ctx);
+	} else {
+		ret = commit(&ctx);
+	}
+	free_ctx(&ctx);
+	return ret;
+}
+
+static int extract_archive(const char *stage)
+{
+	struct cr_img *img;
+	int ret;
+
+	img = open_image(CR_FD_TMP_FILES, O_RSTR);
+	if (!img)
+		return -1;
+	if (empty_image(img)) {
+		pr_err("The --tmp-file archive %s is missing\n", imgset_template[CR_FD_TMP_FILES].fmt);
+		close_image(img);
+		return -1;
+	}
+
+	ret = cr_system(img_raw_fd(img), -1, -1, "tar",
+			(char *[]){ "tar", "--extract", "--file=-", "--gzip", "--directory", (char *)stage,
+				    "--numeric-owner", "--preserve-permissions", "--same-owner", "--xattrs",
+				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
+			0);
+	close_image(img);
+	if (ret)
+		pr_err("The --tmp-file archive %s is damaged: tar failed, no file was restored\n",
+		       imgset_template[CR_FD_TMP_FILES].fmt);
+	return ret;
+}
+
+int restore_tmp_files(void)
+{
+	TmpFilesManifestEntry *me = NULL;
+	char stage[PATH_MAX], *root;
+	struct cr_img *img;
+	struct stat st;
+	int ret;
+
+	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_RSTR);
+	if (!img)
+		return -1;
+	if (empty_image(img)) {
+		close_image(img);
+		return 0;
+	}
+	ret = pb_read_one(img, &me, PB_TMP_FILES_MANIFEST);
+	close_image(img);
+	if (ret < 0)
+		return -1;
+
+	ret = -1;
+	if (me->compression && strcmp(me->compression, TMP_FILES_COMPRESSION)) {
+		pr_err("The --tmp-file archive is compressed with %s, which is not supported\n", me->compression);
+		goto out;
+	}
+
+	/* "/" is the empty prefix: paths are joined as root + "/" + rel */
+	root = opts.root && strcmp(opts.root, "/") ? opts.root : "";
+
+	/* Stage on /tmp when there is one: most saved files live there */
+	snprintf(stage, sizeof(stage), "%s/tmp", root);
+	if (lstat(stage, &st) || !S_ISDIR(st.st_mode))
+		snprintf(stage, sizeof(stage), "%s/" STAGE_TEMPLATE, root);
+	else
+		snprintf(stage, sizeof(stage), "%s/tmp/" STAGE_TEMPLATE, root);
+	if (!mkdtemp(stage)) {
+		pr_perror("Can't create a staging directory %s", stage);
+		goto out;
+	}
+
+	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
+	ret = extract_archive(stage) ?: place_all(stage, root, me);
+
+	if (rmrf(stage))
+		pr_perror("Can't remove the staging directory %s", stage);
+out:
+	tmp_files_manifest_entry__free_unpacked(me, NULL);
+	return ret;
+}

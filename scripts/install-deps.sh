@@ -1,0 +1,32 @@
+#!/bin/sh
+# Install every Debian package needed to build, run and test the patched
+# CRIU. Idempotent: prints nothing and runs no apt-get when all are present.
+set -eu
+
+PKGS="
+build-essential pkg-config git xz-utils ca-certificates
+libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+python3-protobuf libnl-3-dev libnl-route-3-dev libnet1-dev libcap-dev
+libbsd-dev libnftables-dev uuid-dev libgnutls28-dev libaio-dev
+libdrm-dev
+tar gzip zstd iptables iproute2 util-linux procps acl attr
+python3 python3-yaml python3-pytest
+"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root)" >&2
+	exit 1
+fi
+
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get -qq update >/dev/null
+apt-get -qq install -y --no-install-recommends $missing </dev/null >/dev/null
