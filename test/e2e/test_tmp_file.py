@@ -1,0 +1,281 @@
+"""--tmp-file: saved at dump, put back before the tree is restored."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import CRIU, alive, wait_gone
+
+ARCHIVE = "tmp-files.tar.gz.img"
+MANIFEST = "tmp-files-manifest.img"
+
+
+def members(images):
+    with tarfile.open(images / ARCHIVE) as t:
+        return sorted(m.name for m in t.getmembers())
+
+
+def dump_and_wipe(app, criu, *args):
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, *args)
+    assert r.returncode == 0, r
+    app.wait_dead()
+    state = (app.dir / "state").read_bytes()
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+    return before, state, log
+
+
+def check_carries_on(app, before, state, log):
+    app.restored()
+    after = app.tick()
+    assert after["ticks"] == before["ticks"] + 1
+    # It appends to its log at the right offset...
+    assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
+    assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])
+    # ...its state file has the dumped content plus the new record...
+    rec = b"[%d]" % after["ticks"]
+    assert (app.dir / "state").read_bytes() == state[:before["state_offset"]] + rec + \
+        state[before["state_offset"] + len(rec):]
+    assert after["state_offset"] == before["state_offset"] + len(rec)
+    # ...and it finds its config file by path.
+    assert after["conf"] == "mode=fast\n"
+
+
+def test_issue65_scenario(app, criu):
+    before, state, log = dump_and_wipe(app, criu, "--tmp-file", str(app.dir))
+    assert not app.dir.exists()
+
+    r = criu.restore()
+    assert r.returncode == 0, r
+    check_carries_on(app, before, state, log)
+
+
+def test_restore_in_new_mount_ns_with_empty_tmp(app, criu):
+    """Like a host that never had the files: /tmp is a fresh empty tmpfs."""
+    before, state, log = dump_and_wipe(app, criu, "--tmp-file", str(app.dir))
+    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount -t tmpfs tmpfs /tmp && test -z "$(ls -A /tmp)" && exec "$0" "$@"']
+    r = criu.restore(wrapper=wrapper)
+    assert r.returncode == 0, r
+    # The files exist in the restored task's namespace only.
+    assert not app.dir.exists()
+    root = "/proc/%d/root" % app.pid
+    assert os.path.exists(root + str(app.dir / "app.conf"))
+    app.restored()
+    after = app.tick()
+    assert after["conf"] == "mode=fast\n"
+    assert after["ticks"] == before["ticks"] + 1
+    with open(root + str(app.dir / "app.log")) as f:
+        assert f.read() == log + "tick %d\n" % after["ticks"]
+
+
+def test_several_paths_dir_and_file_inside(app, criu, tmpdir_tmp):
+    other = tmpdir_tmp / "other.txt"
+    other.write_text("other\n")
+    before, state, log = dump_and_wipe(
+        app, criu, "--tmp-file", str(app.dir), "--tmp-file", str(app.dir / "app.conf"),
+        "--tmp-file", str(app.dir) + "/", "--tmp-file", "/" + str(other) + "//")
+    names = members(criu.images)
+    rel = str(app.dir).lstrip("/")
+    assert names == sorted([rel, rel + "/app.conf", rel + "/app.log", rel + "/state",
+                            str(other).lstrip("/")])
+    other.unlink()
+
+    r = criu.restore()
+    assert r.returncode == 0, r
+    assert other.read_text() == "other\n"
+    check_carries_on(app, before, state, log)
+
+
+def test_config_file_form(app, criu, workdir):
+    conf = workdir / "criu.conf"
+    conf.write_text("tmp-file %s\n" % app.dir)
+    before, state, log = dump_and_wipe(app, criu, "--config", str(conf))
+    assert str(app.dir).lstrip("/") + "/state" in members(criu.images)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    check_carries_on(app, before, state, log)
+
+
+def test_leave_running_then_restore_twice(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--leave-running", "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    dumped = app.tick()  # still running after the dump
+    state = (app.dir / "state").read_bytes()
+    app.popen.kill()
+    app.wait_dead()
+
+    for attempt in range(2):
+        shutil.rmtree(app.dir)
+        r = criu.restore()
+        assert r.returncode == 0, (attempt, r)
+        app.restored()
+        after = app.tick()
+        # Back at the dump point: the tick after it is repeated.
+        assert after["ticks"] == dumped["ticks"]
+        assert (app.dir / "state").read_bytes()[:4] == state[:4]
+        os.kill(app.pid, signal.SIGKILL)
+        wait_gone(app.pid)
+
+
+def test_changed_file_is_replaced_by_dumped_version(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    (app.dir / "app.conf").write_text("mode=changed-after-dump, much longer\n")
+    (app.dir / "extra").write_text("not in the image\n")
+
+    r = criu.restore()
+    assert r.returncode == 0, r
+    app.restored()
+    assert app.tick()["conf"] == "mode=fast\n"
+    assert (app.dir / "app.conf").read_text() == "mode=fast\n"
+    # Files the image does not have are left alone.
+    assert (app.dir / "extra").read_text() == "not in the image\n"
+    # No temporary or staging names are left behind.
+    assert sorted(os.listdir(app.dir)) == ["app.conf", "app.log", "extra", "state"]
+    assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
+
+
+def test_no_new_image_without_option(app, criu):
+    app.start()
+    r = criu.dump(app.pid)
+    assert r.returncode == 0, r
+    assert not (criu.images / ARCHIVE).exists()
+    assert not (criu.images / MANIFEST).exists()
+    assert "tmp-files" not in r.log
+
+
+@pytest.mark.parametrize("path, message", [
+    ("relative/path", "--tmp-file relative/path: the path must be absolute"),
+    ("", "--tmp-file: the path is empty"),
+    ("/tmp/a/../b", '--tmp-file /tmp/a/../b: ".." is not allowed in the path'),
+    ("/", "--tmp-file /: refusing to save the whole root"),
+])
+def test_bad_paths_refused_at_parsing(app, criu, path, message):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", path)
+    assert r.returncode != 0
+    assert message in r.output, r
+    assert alive(app.pid)
+    app.tick()
+
+
+def test_missing_path(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir / "missing"))
+    assert r.returncode != 0
+    assert "--tmp-file %s: can't save it: No such file or directory" % (app.dir / "missing") in r.output, r
+    assert alive(app.pid)
+    app.tick()
+    assert not (criu.images / ARCHIVE).exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_special_file_refused(app, criu, kind):
+    path = app.dir / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(path))
+    assert r.returncode != 0
+    assert "--tmp-file %s: not a regular file, a directory or a symlink" % path in r.output, r
+    assert alive(app.pid)
+    app.tick()
+
+
+def test_no_tar_in_path(app, criu, workdir):
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    env = dict(os.environ, PATH=str(bindir))
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), env=env)
+    assert r.returncode != 0
+    assert "--tmp-file needs GNU tar" in r.output, r
+    assert alive(app.pid)
+    app.tick()
+
+    # A tar that is not GNU tar is refused as well.
+    (bindir / "tar").write_text("#!/bin/sh\necho 'tar (busybox) 1.36'\n")
+    (bindir / "tar").chmod(0o755)
+    env["PATH"] = "%s:/usr/bin:/bin" % bindir
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), env=env)
+    assert r.returncode != 0
+    assert "tar in PATH is not GNU tar" in r.output, r
+    assert alive(app.pid)
+    app.tick()
+
+
+def test_full_images_dir(app, criu, workdir):
+    """tar fails while the tree is frozen: the dump fails, the tree runs on."""
+    small = workdir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small)], check=True)
+    try:
+        big = app.dir / "big"
+        with open(big, "wb") as f:
+            f.write(os.urandom(48 << 20))
+        app.start()
+        before = app.tick()
+        r = criu.dump(app.pid, "--tmp-file", str(app.dir), images=small / "img")
+        assert r.returncode != 0
+        assert "Can't archive the --tmp-file paths" in r.output, r
+        assert alive(app.pid)
+        after = app.tick()
+        assert after["ticks"] == before["ticks"] + 1
+        assert not (small / "img" / ARCHIVE).exists()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+def damage_truncate(path):
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def damage_flip(path):
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 16):
+        data[i] ^= 0xff
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_flip])
+def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
+    with open(app.dir / "bulk", "wb") as f:
+        f.write(os.urandom(256 << 10))
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    damage(criu.images / ARCHIVE)
+
+    # What is on disk now must survive the failed restore untouched.
+    (app.dir / "app.conf").write_text("mode=current\n")
+    (app.dir / "bulk").unlink()
+    snapshot = {p.name: p.read_bytes() for p in app.dir.iterdir()}
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "The --tmp-file archive tmp-files.tar.gz.img is damaged" in r.output, r
+    assert not alive(app.pid)
+    assert {p.name: p.read_bytes() for p in app.dir.iterdir()} == snapshot
+    assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
+
+
+def test_help_and_man_page_mention_the_option():
+    out = subprocess.run([CRIU, "--help"], capture_output=True, text=True).stdout
+    assert "--tmp-file PATH" in out
