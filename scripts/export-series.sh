@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 TREE=${TREE:-build/criu-$VERSION}
 OUT=${1:-dist}
 TOP=$(pwd)
+case $OUT in /*) ;; *) OUT=$TOP/$OUT ;; esac
 WORK=build/export
 
 die() { echo "export-series: $*" >&2; exit 1; }
@@ -42,6 +43,6 @@ for p in $(grep -v '^#' patches/series); do
 	git -C "$WORK" am -q "$TOP/patches/$p" || die "patches/$p does not apply"
 done
 mkdir -p "$OUT"
-git -C "$WORK" format-patch -q --no-signature -o "$TOP/$OUT" upstream..HEAD
+git -C "$WORK" format-patch -q --no-signature -o "$OUT" upstream..HEAD
 rm -rf "$WORK"
 echo "export-series: $(ls "$OUT" | wc -l) patch(es) in $OUT/"
