@@ -1,0 +1,82 @@
+"""The built CRIU tree that the RPC, libcriu and pycriu tests use.
+
+CRIU_TREE names the tree (default: the tree of the criu binary in CRIU,
+i.e. build/criu-4.1.1). libcriu is TREE/lib/c/libcriu.so with the header
+TREE/lib/c/criu.h; pycriu is TREE/lib/pycriu with the rpc_pb2 generated
+from TREE/images/rpc.proto by "make lib".
+"""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import CRIU, ROOT
+
+TREE = Path(os.environ.get("CRIU_TREE") or Path(CRIU).resolve().parents[1])
+if not (TREE / "lib/c/criu.h").exists():
+    TREE = ROOT / "build/criu-4.1.1"
+LIBCRIU = TREE / "lib/c/libcriu.so"
+
+sys.path.insert(0, str(TREE / "lib"))
+import pycriu  # noqa: E402
+from pycriu import rpc_pb2 as rpc  # noqa: E402
+
+
+def build_libcriu_program(src, outdir):
+    """Compile a C program against the tree's libcriu; returns its path."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    # libcriu.so has the soname libcriu.so.2: give the loader that name.
+    soname = subprocess.run(["readelf", "-d", str(LIBCRIU)], capture_output=True, text=True,
+                            check=True).stdout.split("Library soname: [")[1].split("]")[0]
+    link = outdir / soname
+    if not link.exists():
+        link.symlink_to(LIBCRIU)
+    exe = outdir / Path(src).stem
+    subprocess.run(["gcc", "-Wall", "-Werror", "-o", str(exe), str(src),
+                    "-iquote", str(TREE / "lib/c"), "-iquote", str(TREE / "images"),
+                    "-iquote", str(TREE / "criu/include"),
+                    "-L", str(outdir), "-l:" + soname, "-Wl,-rpath," + str(outdir)],
+                   check=True, capture_output=True, text=True)
+    return exe
+
+
+def swrk_call(req, sndbuf=None, timeout=120):
+    """One raw RPC request to "criu swrk" over a socketpair, as libcriu does.
+
+    Returns (response, exit status of criu swrk).
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if sndbuf:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    p = subprocess.Popen([CRIU, "swrk", str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    theirs.close()
+    try:
+        ours.send(req.SerializeToString())
+        ours.settimeout(timeout)
+        size = len(ours.recv(1, socket.MSG_TRUNC | socket.MSG_PEEK))
+        resp = rpc.criu_resp()
+        resp.ParseFromString(ours.recv(size))
+    finally:
+        ours.close()
+    return resp, p.wait(timeout=timeout)
+
+
+def request(typ, images, log, **fields):
+    """A criu_req of type typ ("DUMP", "RESTORE") for images, log at level 4."""
+    req = rpc.criu_req()
+    req.type = getattr(rpc, typ)
+    req.opts.images_dir_fd = -1  # required; -1: use images_dir
+    req.opts.images_dir = str(images)
+    req.opts.log_file = log
+    req.opts.log_level = 4
+    for k, v in fields.items():
+        f = getattr(req.opts, k)
+        if isinstance(v, (list, tuple)):
+            f.extend(v)
+        else:
+            setattr(req.opts, k, v)
+    return req

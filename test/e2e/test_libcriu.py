@@ -1,0 +1,87 @@
+"""--tmp-file through libcriu: criu_add_tmp_file() with criu_dump()/criu_restore().
+
+apps/libcriu_tmpfile.c is compiled here against the tree's libcriu
+(see criutree.py), the way a runtime such as crun links it.
+"""
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import CRIU, APPS, alive
+from criutree import build_libcriu_program
+
+ARCHIVE = "tmp-files.tar.gz.img"
+
+
+@pytest.fixture(scope="module")
+def program():
+    base = Path("/var/tmp/criu-tmpfile-e2e")
+    base.mkdir(parents=True, exist_ok=True)
+    d = Path(tempfile.mkdtemp(prefix="libcriu.", dir=base))
+    yield build_libcriu_program(APPS / "libcriu_tmpfile.c", d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def run(program, *args):
+    return subprocess.run([str(program), CRIU] + [str(a) for a in args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_libcriu_dump_restore_brings_the_dir_back(program, app, criu):
+    criu.images.mkdir()
+    app.start()
+    before = app.tick()
+    r = run(program, "dump", app.pid, criu.images, app.dir)
+    assert r.returncode == 0, (r.stderr, (criu.images / "dump.log").read_text())
+    assert r.stdout == "dumped\n"
+    app.wait_dead()
+    with tarfile.open(criu.images / ARCHIVE) as t:
+        assert t.extractfile(str(app.dir / "app.conf").lstrip("/")).read() == b"mode=fast\n"
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+
+    r = run(program, "restore", criu.images)
+    assert r.returncode == 0, (r.stderr, (criu.images / "restore.log").read_text())
+    assert r.stdout == "restored %d\n" % app.pid
+    app.restored()
+    after = app.tick()
+    assert after["ticks"] == before["ticks"] + 1
+    assert after["conf"] == "mode=fast\n"
+    assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
+    assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])
+
+
+def test_libcriu_several_calls(program, app, criu, tmpdir_tmp):
+    """Every criu_add_tmp_file() call adds a path."""
+    other = tmpdir_tmp / "other.txt"
+    other.write_text("other\n")
+    criu.images.mkdir()
+    app.start()
+    r = run(program, "dump", app.pid, criu.images, app.dir, other)
+    assert r.returncode == 0, (r.stderr, (criu.images / "dump.log").read_text())
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+    other.unlink()
+
+    r = run(program, "restore", criu.images)
+    assert r.returncode == 0, (r.stderr, (criu.images / "restore.log").read_text())
+    app.restored()
+    assert other.read_text() == "other\n"
+    assert app.tick()["conf"] == "mode=fast\n"
+
+
+def test_libcriu_relative_path_fails_the_dump(program, app, criu):
+    criu.images.mkdir()
+    app.start()
+    r = run(program, "dump", app.pid, criu.images, "relative/path")
+    assert r.returncode == 1
+    assert "criu_dump returned" in r.stderr
+    assert "--tmp-file relative/path: the path must be absolute" in \
+        (criu.images / "dump.log").read_text()
+    assert alive(app.pid)
+    app.tick()
+    assert not (criu.images / ARCHIVE).exists()
