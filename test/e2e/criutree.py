@@ -23,6 +23,17 @@ import pycriu  # noqa: E402
 from pycriu import rpc_pb2 as rpc  # noqa: E402
 
 
+def archive(images):
+    """The --tmp-file archive in images (its name says its compression)."""
+    found = sorted(Path(images).glob("tmp-files.tar*.img"))
+    assert len(found) == 1, "no single --tmp-file archive in %s: %s" % (images, found)
+    return found[0]
+
+
+def has_archive(images):
+    return bool(list(Path(images).glob("tmp-files.tar*.img")))
+
+
 def build_libcriu_program(src, outdir):
     """Compile a C program against the tree's libcriu; returns its path."""
     outdir = Path(outdir)
@@ -42,11 +53,23 @@ def build_libcriu_program(src, outdir):
     return exe
 
 
-def swrk_call(req, sndbuf=None, timeout=120):
+def swrk_call(req, images, sndbuf=None, timeout=120):
     """One raw RPC request to "criu swrk" over a socketpair, as libcriu does.
 
+    The images directory is passed as images_dir_fd, an fd of ours that
+    criu opens through /proc/OUR_PID/fd (images_dir, a path, fails with
+    "Can't readlink" in 4.1.1: cr-service.c readlinks it).
     Returns (response, exit status of criu swrk).
     """
+    fd = os.open(images, os.O_DIRECTORY)
+    try:
+        req.opts.images_dir_fd = fd
+        return _swrk_call(req, sndbuf, timeout)
+    finally:
+        os.close(fd)
+
+
+def _swrk_call(req, sndbuf, timeout):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if sndbuf:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
@@ -65,12 +88,11 @@ def swrk_call(req, sndbuf=None, timeout=120):
     return resp, p.wait(timeout=timeout)
 
 
-def request(typ, images, log, **fields):
-    """A criu_req of type typ ("DUMP", "RESTORE") for images, log at level 4."""
+def request(typ, log, **fields):
+    """A criu_req of type typ ("DUMP", "RESTORE"), log at level 4."""
     req = rpc.criu_req()
     req.type = getattr(rpc, typ)
-    req.opts.images_dir_fd = -1  # required; -1: use images_dir
-    req.opts.images_dir = str(images)
+    req.opts.images_dir_fd = -1  # required; set by swrk_call()
     req.opts.log_file = log
     req.opts.log_level = 4
     for k, v in fields.items():

@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CRIU, APPS, alive
-from criutree import build_libcriu_program
-
-ARCHIVE = "tmp-files.tar.gz.img"
+from criutree import archive, build_libcriu_program, has_archive
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +37,7 @@ def test_libcriu_dump_restore_brings_the_dir_back(program, app, criu):
     assert r.returncode == 0, (r.stderr, (criu.images / "dump.log").read_text())
     assert r.stdout == "dumped\n"
     app.wait_dead()
-    with tarfile.open(criu.images / ARCHIVE) as t:
+    with tarfile.open(archive(criu.images)) as t:
         assert t.extractfile(str(app.dir / "app.conf").lstrip("/")).read() == b"mode=fast\n"
     log = (app.dir / "app.log").read_text()
     shutil.rmtree(app.dir)
@@ -84,4 +82,4 @@ def test_libcriu_relative_path_fails_the_dump(program, app, criu):
         (criu.images / "dump.log").read_text()
     assert alive(app.pid)
     app.tick()
-    assert not (criu.images / ARCHIVE).exists()
+    assert not has_archive(criu.images)
