@@ -4,8 +4,8 @@
  *
  * Dump: the paths are checked before the tree is frozen; while it is
  * frozen, GNU tar archives them, as the root task sees them, into the raw
- * image tmp-files.tar.gz.img, and the list of paths goes into the
- * tmp-files-manifest.img image.
+ * image tmp-files.tar.img, and the list of paths and the compression go
+ * into the tmp-files-manifest.img image.
  *
  * Restore: before any task is created, the archive is extracted into a
  * staging directory. Every saved entry is then prepared under a temporary
@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include <sys/xattr.h>
 
 #include "cr_options.h"
+#include "fault-injection.h"
 #include "image.h"
 #include "log.h"
 #include "protobuf.h"
@@ -39,8 +41,33 @@
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
 
-#define TMP_FILES_COMPRESSION "gzip"
-#define STAGE_TEMPLATE	      ".criu-tmp-files.XXXXXX"
+#define STAGE_TEMPLATE ".criu-tmp-files.XXXXXX"
+
+static const struct compressor {
+	const char *name;
+	char *dump_opt;	   /* tar option at dump, NULL for none */
+	char *restore_opt; /* tar option at restore */
+	char *program;	   /* must be in PATH at dump */
+} compressors[] = {
+	[TMP_FILES_GZIP] = { "gzip", "--gzip", "--gzip", "gzip" },
+	/* Both cores: the tree is frozen while this runs */
+	[TMP_FILES_ZSTD] = { "zstd", "--use-compress-program=zstd -T0", "--zstd", "zstd" },
+	[TMP_FILES_NONE] = { "none", NULL, NULL, NULL },
+};
+
+int tmp_files_set_compress(const char *name)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(compressors); i++) {
+		if (!strcmp(name, compressors[i].name)) {
+			opts.tmp_files_compress = i;
+			return 0;
+		}
+	}
+	pr_err("--tmp-file-compress %s: must be gzip, zstd or none\n", name);
+	return -1;
+}
 
 /*
  * Option parsing: keep an absolute, normalised path. Relative paths and
@@ -135,28 +162,39 @@ static bool path_within(const char *path, const char *dir)
 	return !strncmp(path, dir, len) && (path[len] == '/' || path[len] == '\0');
 }
 
-static int check_gnu_tar(void)
+/* Run "prog --version"; its output goes into buf */
+static int run_version(char *prog, char *buf, size_t size)
 {
-	char buf[128] = {};
 	int fd, ret;
 
-	fd = memfd_create("criu-tar-version", MFD_CLOEXEC);
+	fd = memfd_create("criu-version", MFD_CLOEXEC);
 	if (fd < 0) {
 		pr_perror("Can't create a memfd");
 		return -1;
 	}
-
-	ret = cr_system(-1, fd, -1, "tar", (char *[]){ "tar", "--version", NULL }, CRS_CAN_FAIL);
-	if (!ret && pread(fd, buf, sizeof(buf) - 1, 0) < 0)
+	ret = cr_system(-1, fd, -1, prog, (char *[]){ prog, "--version", NULL }, CRS_CAN_FAIL);
+	if (!ret && pread(fd, buf, size - 1, 0) < 0)
 		ret = -1;
 	close(fd);
+	return ret;
+}
 
-	if (ret) {
+static int check_programs(void)
+{
+	const struct compressor *c = &compressors[opts.tmp_files_compress];
+	char buf[128] = {};
+
+	if (run_version("tar", buf, sizeof(buf))) {
 		pr_err("--tmp-file needs GNU tar, but \"tar --version\" failed (is tar in PATH?)\n");
 		return -1;
 	}
 	if (!strstr(buf, "GNU tar")) {
 		pr_err("--tmp-file needs GNU tar, but tar in PATH is not GNU tar\n");
+		return -1;
+	}
+	if (c->program && run_version(c->program, buf, sizeof(buf))) {
+		pr_err("--tmp-file-compress %s needs %s, but \"%s --version\" failed (is it in PATH?)\n", c->name,
+		       c->program, c->program);
 		return -1;
 	}
 	return 0;
@@ -227,7 +265,7 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	}
 	xfree(paths);
 
-	return check_gnu_tar();
+	return check_programs();
 err:
 	xfree(paths);
 	return -1;
@@ -242,7 +280,7 @@ static int write_manifest(void)
 	me.n_paths = nr_saved_paths;
 	me.paths = saved_paths;
 	me.format = "posix";
-	me.compression = TMP_FILES_COMPRESSION;
+	me.compression = (char *)compressors[opts.tmp_files_compress].name;
 
 	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
 	if (!img)
@@ -273,11 +311,16 @@ int dump_tmp_files(void)
 		return -1;
 
 	ret = cr_system(names_fd, img_raw_fd(img), -1, "tar",
-			(char *[]){ "tar", "--create", "--file=-", "--gzip", "--format=posix", "--directory", proc_root,
-				    "--null", "--no-unquote", "--no-wildcards", "--files-from=-", "--numeric-owner",
+			(char *[]){ "tar", "--create", "--file=-", "--format=posix", "--directory", proc_root, "--null",
+				    "--no-unquote", "--no-wildcards", "--files-from=-", "--numeric-owner",
 				    "--preserve-permissions", "--sparse", "--xattrs", "--xattrs-include=*", "--acls",
-				    NULL },
+				    /* last: NULL for no compression */
+				    compressors[opts.tmp_files_compress].dump_opt, NULL },
 			0);
+	if (!ret && fault_injected(FI_TMP_FILES_ARCHIVE)) {
+		pr_err("Fault injected: the archive step fails\n");
+		ret = -1;
+	}
 	close_image(img);
 	close_safe(&names_fd);
 
@@ -308,7 +351,8 @@ struct place_ctx {
 	const char *root; /* "" for "/" */
 	struct list_head files;
 	struct list_head dirs;
-	unsigned int seq;
+	unsigned int seq;      /* files prepared so far */
+	unsigned int fault_at; /* FI_TMP_FILES_PLACE: fail at this file */
 };
 
 static char *path_join(const char *a, const char *b)
@@ -519,6 +563,10 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 	}
 done:
 	list_add_tail(&p->list, &ctx->files);
+	if (ctx->seq == ctx->fault_at) {
+		pr_err("Fault injected: placing %s fails\n", p->dst);
+		return -1;
+	}
 	return 0;
 err:
 	xfree(p->tmp);
@@ -620,8 +668,11 @@ static int prepare_parents(struct place_ctx *ctx, const char *rel)
 			return -1;
 		}
 		if (mkdir(p->dst, 0755)) {
-			if (errno != EEXIST) {
-				pr_perror("Can't create directory %s", p->dst);
+			struct stat st;
+
+			/* Never write through a symlink: it may lead anywhere */
+			if (errno != EEXIST || lstat(p->dst, &st) || !S_ISDIR(st.st_mode)) {
+				pr_err("Can't restore /%s: %s is not a directory\n", rel, p->dst);
 				free_placement(p);
 				return -1;
 			}
@@ -676,6 +727,91 @@ static void free_ctx(struct place_ctx *ctx)
 		free_placement(p);
 }
 
+/* An absolute path without empty, "." or ".." components */
+static bool path_normalised(const char *path)
+{
+	const char *p = path;
+
+	if (*p != '/' || !p[1])
+		return false;
+	while (*p == '/') {
+		size_t len = strcspn(++p, "/");
+
+		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += len;
+	}
+	return true;
+}
+
+/* What the staging walk checks the archive against */
+static struct {
+	char **paths; /* sorted with path_cmp */
+	size_t nr;
+	size_t stage_len;
+	unsigned int nr_files;
+} staged;
+
+/*
+ * Every member must be one of the saved paths, inside one, or a parent
+ * directory of one: anything else was not written by dump.
+ */
+static int check_one_staged(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
+{
+	const char *path = fpath + staged.stage_len; /* "/tmp/x" */
+	size_t lo = 0, hi = staged.nr;
+
+	if (ftw->level == 0)
+		return 0;
+
+	/* The first saved path that is not before this one */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (path_cmp(&staged.paths[mid], &path) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+
+	if (lo > 0 && path_within(path, staged.paths[lo - 1]))
+		goto ok;
+	if (lo < staged.nr && path_within(staged.paths[lo], path)) {
+		if (!strcmp(staged.paths[lo], path) || S_ISDIR(st->st_mode))
+			goto ok;
+	}
+	pr_err("The --tmp-file archive has %s, which dump did not save: refusing to restore\n", path);
+	return -1;
+ok:
+	if (!S_ISDIR(st->st_mode))
+		staged.nr_files++;
+	return 0;
+}
+
+static int check_staged(const char *stage, TmpFilesManifestEntry *me)
+{
+	size_t i;
+	int ret;
+
+	for (i = 0; i < me->n_paths; i++) {
+		if (!path_normalised(me->paths[i])) {
+			pr_err("Bad path %s in the --tmp-file manifest: refusing to restore\n", me->paths[i]);
+			return -1;
+		}
+	}
+
+	staged.paths = me->paths;
+	staged.nr = me->n_paths;
+	staged.stage_len = strlen(stage);
+	staged.nr_files = 0;
+	qsort(staged.paths, staged.nr, sizeof(*staged.paths), path_cmp);
+
+	ret = nftw(stage, check_one_staged, 64, FTW_PHYS);
+	if (ret > 0)
+		pr_perror("Can't walk the staging directory %s", stage);
+	return ret ? -1 : 0;
+}
+
 static int place_all(const char *stage, const char *root, TmpFilesManifestEntry *me)
 {
 	struct place_ctx ctx = { .stage = stage, .root = root };
@@ -684,15 +820,12 @@ static int place_all(const char *stage, const char *root, TmpFilesManifestEntry 
 
 	INIT_LIST_HEAD(&ctx.files);
 	INIT_LIST_HEAD(&ctx.dirs);
+	if (fault_injected(FI_TMP_FILES_PLACE))
+		ctx.fault_at = staged.nr_files / 2 + 1;
 
 	for (i = 0; !ret && i < me->n_paths; i++) {
 		const char *rel = me->paths[i] + 1;
 
-		if (me->paths[i][0] != '/' || strstr(me->paths[i], "/../")) {
-			pr_err("Bad path %s in the --tmp-file manifest\n", me->paths[i]);
-			ret = -1;
-			break;
-		}
 		ret = prepare_parents(&ctx, rel) ?: prepare_entry(&ctx, rel);
 	}
 
@@ -706,7 +839,18 @@ static int place_all(const char *stage, const char *root, TmpFilesManifestEntry 
 	return ret;
 }
 
-static int extract_archive(const char *stage)
+static const struct compressor *find_compressor(const char *name)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(compressors); i++)
+		if (!strcmp(name, compressors[i].name))
+			return &compressors[i];
+	pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", name);
+	return NULL;
+}
+
+static int extract_archive(const char *stage, const struct compressor *c)
 {
 	struct cr_img *img;
 	int ret;
@@ -721,9 +865,11 @@ static int extract_archive(const char *stage)
 	}
 
 	ret = cr_system(img_raw_fd(img), -1, -1, "tar",
-			(char *[]){ "tar", "--extract", "--file=-", "--gzip", "--directory", (char *)stage,
-				    "--numeric-owner", "--preserve-permissions", "--same-owner", "--xattrs",
-				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
+			(char *[]){ "tar", "--extract", "--file=-", "--directory", (char *)stage, "--numeric-owner",
+				    "--preserve-permissions", "--same-owner", "--xattrs", "--xattrs-include=*",
+				    "--acls", "--no-unquote", "--no-wildcards",
+				    /* last: NULL for no compression */
+				    c->restore_opt, NULL },
 			0);
 	close_image(img);
 	if (ret)
@@ -735,6 +881,7 @@ static int extract_archive(const char *stage)
 int restore_tmp_files(void)
 {
 	TmpFilesManifestEntry *me = NULL;
+	const struct compressor *c;
 	char stage[PATH_MAX], *root;
 	struct cr_img *img;
 	struct stat st;
@@ -753,10 +900,9 @@ int restore_tmp_files(void)
 		return -1;
 
 	ret = -1;
-	if (me->compression && strcmp(me->compression, TMP_FILES_COMPRESSION)) {
-		pr_err("The --tmp-file archive is compressed with %s, which is not supported\n", me->compression);
+	c = find_compressor(me->compression ?: "gzip");
+	if (!c)
 		goto out;
-	}
 
 	/* "/" is the empty prefix: paths are joined as root + "/" + rel */
 	root = opts.root && strcmp(opts.root, "/") ? opts.root : "";
@@ -773,7 +919,7 @@ int restore_tmp_files(void)
 	}
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(stage) ?: place_all(stage, root, me);
+	ret = extract_archive(stage, c) ?: check_staged(stage, me) ?: place_all(stage, root, me);
 
 	if (rmrf(stage))
 		pr_perror("Can't remove the staging directory %s", stage);

@@ -52,7 +52,7 @@ say "Dump it with --tmp-file $DIR"
 run "$CRIU" dump -t "$PID" -D "$IMG" -o dump.log --tmp-file "$DIR"
 { wait "$PID"; } 2>/dev/null || true
 run ls -l "$IMG"/tmp-files*
-run tar -tzvf "$IMG/tmp-files.tar.gz.img"
+run tar -tvf "$IMG/tmp-files.tar.img"
 TICK=$(cat "$DIR/counter")
 echo "dumped at tick $TICK"
 

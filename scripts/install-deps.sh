@@ -11,6 +11,7 @@ libbsd-dev libnftables-dev uuid-dev libgnutls28-dev libaio-dev
 libdrm-dev
 tar gzip zstd iptables iproute2 util-linux procps acl attr
 python3 python3-yaml python3-pytest
+gnuplot-nox
 "
 
 missing=""

@@ -12,8 +12,15 @@ struct tmp_file {
 	char *path;
 };
 
+/* --tmp-file-compress, in opts.tmp_files_compress */
+enum {
+	TMP_FILES_GZIP, /* the default */
+	TMP_FILES_ZSTD,
+	TMP_FILES_NONE,
+};
+
 extern int tmp_file_add(const char *path);
-extern void tmp_files_free(void);
+extern int tmp_files_set_compress(const char *name);
 
 /* Dump: check paths and tar before freezing, archive while frozen */
 extern int tmp_files_prepare_dump(pid_t root_pid);

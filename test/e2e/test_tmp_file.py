@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CRIU, alive, wait_gone
 
-ARCHIVE = "tmp-files.tar.gz.img"
+ARCHIVE = "tmp-files.tar.img"
 MANIFEST = "tmp-files-manifest.img"
 
 
@@ -270,7 +270,7 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
 
     r = criu.restore()
     assert r.returncode != 0
-    assert "The --tmp-file archive tmp-files.tar.gz.img is damaged" in r.output, r
+    assert "The --tmp-file archive tmp-files.tar.img is damaged" in r.output, r
     assert not alive(app.pid)
     assert {p.name: p.read_bytes() for p in app.dir.iterdir()} == snapshot
     assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]

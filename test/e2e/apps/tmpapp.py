@@ -16,7 +16,6 @@ directory, report = sys.argv[1], sys.argv[2]
 state = os.open(os.path.join(directory, "state"), os.O_RDWR)
 os.lseek(state, int(os.environ.get("STATE_OFFSET", "4")), os.SEEK_SET)
 ticks = 0
-pending = 0
 
 
 def step():
@@ -42,15 +41,9 @@ def step():
     os.rename(tmp, report)
 
 
-def on_usr1(signum, frame):
-    global pending
-    pending += 1
-
-
-signal.signal(signal.SIGUSR1, on_usr1)
+# sigwaitinfo on a blocked signal: no step can be lost between checks.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 step()
 while True:
-    signal.pause()
-    while pending:
-        pending -= 1
-        step()
+    signal.sigwaitinfo({signal.SIGUSR1})
+    step()

@@ -1,0 +1,168 @@
+"""--tmp-file: compression choice, fault injection, hostile images."""
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import CRIU, ROOT, alive
+
+ARCHIVE = "tmp-files.tar.img"
+
+
+def snapshot(d):
+    return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(d.rglob("*"))}
+
+
+@pytest.mark.parametrize("compress, magic", [
+    ("gzip", b"\x1f\x8b"), ("zstd", b"\x28\xb5\x2f\xfd"), ("none", None)])
+def test_compression_choice(app, criu, compress, magic):
+    with open(app.dir / "text", "w") as f:
+        f.write("some compressible text line\n" * 20000)
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-compress", compress)
+    assert r.returncode == 0, r
+    app.wait_dead()
+    head = (criu.images / ARCHIVE).read_bytes()[:4]
+    if magic:
+        assert head.startswith(magic)
+    else:
+        with tarfile.open(criu.images / ARCHIVE, "r:") as t:
+            assert str(app.dir / "text").lstrip("/") in t.getnames()
+    text = (app.dir / "text").read_text()
+    shutil.rmtree(app.dir)
+
+    # Restore needs no option: the choice is read from the images.
+    r = criu.restore()
+    assert r.returncode == 0, r
+    app.restored()
+    assert app.tick()["ticks"] == before["ticks"] + 1
+    assert (app.dir / "text").read_text() == text
+
+
+def test_bad_compression_refused(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-compress", "lz4")
+    assert r.returncode != 0
+    assert "--tmp-file-compress lz4: must be gzip, zstd or none" in r.output, r
+    assert alive(app.pid)
+
+
+def test_fault_in_archive_step_resumes_the_tree(app, criu):
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), env=dict(os.environ, CRIU_FAULT="7"))
+    assert r.returncode != 0
+    assert "Fault injected: the archive step fails" in r.output, r
+    assert alive(app.pid)
+    assert app.tick()["ticks"] == before["ticks"] + 1
+    assert not (criu.images / ARCHIVE).exists()
+    assert not (criu.images / "inventory.img").exists()
+
+
+def test_fault_in_placement_changes_nothing(app, criu):
+    for i in range(10):
+        (app.dir / ("f%d" % i)).write_text("dumped %d\n" % i)
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    for i in range(0, 10, 2):
+        (app.dir / ("f%d" % i)).write_text("current %d\n" % i)
+    for i in range(1, 10, 2):
+        (app.dir / ("f%d" % i)).unlink()
+    before = snapshot(app.dir)
+
+    r = criu.restore(env=dict(os.environ, CRIU_FAULT="8"))
+    assert r.returncode != 0
+    assert "Fault injected: placing" in r.output, r
+    assert "Nothing of the --tmp-file archive was restored" in r.output
+    assert snapshot(app.dir) == before
+    assert not alive(app.pid)
+
+
+def rewrite_archive(images, add):
+    """Re-create the gzip archive with extra members (an attacker's edit)."""
+    path = images / ARCHIVE
+    with tarfile.open(path) as t:
+        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for m, data in members:
+            t.addfile(m, io.BytesIO(data) if data is not None else None)
+        for name, data in add:
+            m = tarfile.TarInfo(name)
+            m.size = len(data)
+            t.addfile(m, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+
+
+def test_member_outside_saved_paths_is_refused(app, criu, tmpdir_tmp):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    victim = tmpdir_tmp / "victim"
+    victim.write_text("original\n")
+    rewrite_archive(criu.images, [(str(victim).lstrip("/"), b"owned\n")])
+    before = snapshot(app.dir)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "has %s, which dump did not save: refusing to restore" % victim in r.output, r
+    assert victim.read_text() == "original\n"
+    assert snapshot(app.dir) == before
+
+
+def test_symlink_on_the_target_is_not_followed(app, criu, tmpdir_tmp):
+    """/tmp/x made a symlink elsewhere after dump: nothing is written through it."""
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    elsewhere = tmpdir_tmp / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(app.dir)
+    app.dir.symlink_to(elsewhere)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "Can't restore directory %s: something else is in its place" % app.dir in r.output, r
+    assert os.listdir(elsewhere) == []
+
+
+def test_symlink_on_a_parent_is_not_followed(procs, criu, tmpdir_tmp, workdir):
+    from conftest import App
+    app = App(procs, tmpdir_tmp / "parent" / "app", workdir / "report.json")
+    app.prepare()
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    elsewhere = tmpdir_tmp / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(tmpdir_tmp / "parent")
+    (tmpdir_tmp / "parent").symlink_to(elsewhere)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "Can't restore %s: %s is not a directory" % (app.dir, tmpdir_tmp / "parent") in r.output, r
+    assert os.listdir(elsewhere) == []
+
+
+def test_crit_shows_the_manifest(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file", str(app.dir / "state"))
+    assert r.returncode == 0, r
+    tree = ROOT / "build/criu-4.1.1"
+    env = dict(os.environ, PYTHONPATH="%s:%s" % (tree / "crit", tree / "lib"))
+    out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / "tmp-files-manifest.img")],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert '"magic": "TMP_FILES_MANIFEST"' in out.stdout
+    assert '"%s"' % app.dir in out.stdout and '"compression": "gzip"' in out.stdout
+    assert "state" not in out.stdout  # saved with its directory
