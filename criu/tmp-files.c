@@ -135,6 +135,7 @@ static int names_fd = -1; /* member names for tar --null --files-from */
 static char **saved_paths;
 static size_t nr_saved_paths;
 static char proc_root[32];
+static char *tar_excludes[3]; /* the images and work directories, NULL */
 
 /* Sort with '/' before any other byte, so "/a/b" follows "/a" directly */
 static int path_cmp(const void *a, const void *b)
@@ -197,6 +198,49 @@ static int check_programs(void)
 		       c->program, c->program);
 		return -1;
 	}
+	return 0;
+}
+
+static int add_exclude(const char *dir)
+{
+	int i;
+
+	if (dir[0] != '/' || !dir[1])
+		return 0;
+	for (i = 0; tar_excludes[i]; i++)
+		if (!strcmp(tar_excludes[i] + strlen("--exclude="), dir + 1))
+			return 0;
+	tar_excludes[i] = xsprintf("--exclude=%s", dir + 1);
+	return tar_excludes[i] ? 0 : -1;
+}
+
+/*
+ * The images and work directories may be inside a saved directory: tar
+ * must not archive the images being written. The names are relative to
+ * the tree's root, which is ours unless the tree has its own.
+ */
+static int set_excludes(void)
+{
+	char dir[PATH_MAX], fd_path[32];
+	struct stat root_st, our_st;
+	ssize_t len;
+
+	if (stat(proc_root, &root_st) || stat("/", &our_st)) {
+		pr_perror("Can't stat %s", proc_root);
+		return -1;
+	}
+	if (root_st.st_dev != our_st.st_dev || root_st.st_ino != our_st.st_ino)
+		return 0;
+
+	snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", get_service_fd(IMG_FD_OFF));
+	len = readlink(fd_path, dir, sizeof(dir) - 1);
+	if (len > 0) {
+		dir[len] = '\0';
+		if (add_exclude(dir))
+			return -1;
+	}
+	if (getcwd(dir, sizeof(dir)) && add_exclude(dir))
+		return -1;
 	return 0;
 }
 
@@ -265,7 +309,7 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	}
 	xfree(paths);
 
-	return check_programs();
+	return set_excludes() ?: check_programs();
 err:
 	xfree(paths);
 	return -1;
@@ -290,6 +334,38 @@ static int write_manifest(void)
 	return ret;
 }
 
+static char **tar_create_argv(void)
+{
+	static char *argv[32];
+	char *compress = compressors[opts.tmp_files_compress].dump_opt;
+	int n = 0, i;
+
+	argv[n++] = "tar";
+	argv[n++] = "--create";
+	argv[n++] = "--file=-";
+	argv[n++] = "--format=posix";
+	argv[n++] = "--directory";
+	argv[n++] = proc_root;
+	argv[n++] = "--numeric-owner";
+	argv[n++] = "--preserve-permissions";
+	argv[n++] = "--sparse";
+	argv[n++] = "--xattrs";
+	argv[n++] = "--xattrs-include=*";
+	argv[n++] = "--acls";
+	if (compress)
+		argv[n++] = compress;
+	/* Names are literal, excludes are whole member names */
+	argv[n++] = "--no-wildcards";
+	argv[n++] = "--anchored";
+	for (i = 0; tar_excludes[i]; i++)
+		argv[n++] = tar_excludes[i];
+	argv[n++] = "--null";
+	argv[n++] = "--no-unquote";
+	argv[n++] = "--files-from=-";
+	argv[n] = NULL;
+	return argv;
+}
+
 /* Called while the tree is frozen */
 int dump_tmp_files(void)
 {
@@ -310,13 +386,7 @@ int dump_tmp_files(void)
 	if (!img)
 		return -1;
 
-	ret = cr_system(names_fd, img_raw_fd(img), -1, "tar",
-			(char *[]){ "tar", "--create", "--file=-", "--format=posix", "--directory", proc_root, "--null",
-				    "--no-unquote", "--no-wildcards", "--files-from=-", "--numeric-owner",
-				    "--preserve-permissions", "--sparse", "--xattrs", "--xattrs-include=*", "--acls",
-				    /* last: NULL for no compression */
-				    compressors[opts.tmp_files_compress].dump_opt, NULL },
-			0);
+	ret = cr_system(names_fd, img_raw_fd(img), -1, "tar", tar_create_argv(), 0);
 	if (!ret && fault_injected(FI_TMP_FILES_ARCHIVE)) {
 		pr_err("Fault injected: the archive step fails\n");
 		ret = -1;
@@ -919,7 +989,8 @@ int restore_tmp_files(void)
 	}
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(stage, c) ?: check_staged(stage, me) ?: place_all(stage, root, me);
+	ret = extract_archive(stage, c) ?: check_staged(stage, me) ?:
+								     place_all(stage, root, me);
 
 	if (rmrf(stage))
 		pr_perror("Can't remove the staging directory %s", stage);

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, ROOT, alive
+from conftest import CRIU, ROOT, alive, wait_gone
 
 ARCHIVE = "tmp-files.tar.img"
 
@@ -82,7 +82,7 @@ def test_fault_in_placement_changes_nothing(app, criu):
     assert "Fault injected: placing" in r.output, r
     assert "Nothing of the --tmp-file archive was restored" in r.output
     assert snapshot(app.dir) == before
-    assert not alive(app.pid)
+    wait_gone(app.pid)  # the task criu forked is gone
 
 
 def rewrite_archive(images, add):

@@ -271,7 +271,7 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
     r = criu.restore()
     assert r.returncode != 0
     assert "The --tmp-file archive tmp-files.tar.img is damaged" in r.output, r
-    assert not alive(app.pid)
+    wait_gone(app.pid)  # the task criu forked is gone
     assert {p.name: p.read_bytes() for p in app.dir.iterdir()} == snapshot
     assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
 
@@ -279,3 +279,23 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
 def test_help_and_man_page_mention_the_option():
     out = subprocess.run([CRIU, "--help"], capture_output=True, text=True).stdout
     assert "--tmp-file PATH" in out
+
+
+def test_images_dir_inside_a_saved_dir_is_not_archived(app, criu, workdir):
+    images = app.dir / "images"
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), images=images)
+    assert r.returncode == 0, r
+    app.wait_dead()
+    rel = str(app.dir).lstrip("/")
+    with tarfile.open(images / ARCHIVE) as t:
+        names = sorted(t.getnames())
+    assert names == [rel, rel + "/app.conf", rel + "/app.log", rel + "/state"]
+    shutil.move(str(images), str(workdir / "moved"))
+    state = (app.dir / "state").read_bytes()
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+    r = criu.restore(images=workdir / "moved")
+    assert r.returncode == 0, r
+    check_carries_on(app, before, state, log)
