@@ -40,6 +40,12 @@ test: build
 demo: build
 	@./scripts/demo.sh $(CRIU)
 
+# The frozen-time benchmark of issue 7 (bench/run.py, under 10 minutes):
+# writes bench/results/RESULTS.md and frozen-time.png. BENCH_ARGS=--help.
+.PHONY: bench
+bench: build
+	@BENCH_CMD="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(PYTHON) bench/run.py $(BENCH_ARGS)
+
 # Regenerate patches/ from the commits made in the build tree.
 patches:
 	@./scripts/refresh-patches.sh

@@ -1,0 +1,653 @@
+#!/usr/bin/python3
+"""Benchmark of the frozen-time cost of criu dump --tmp-file (issue 7).
+
+A small long-running process (bench/holder.c) holds its files open on a
+tmpfs that the benchmark mounts; total sizes 1, 16, 128, 512 MiB (half
+random bytes, half text-like data) and a case of 10,000 small files. For
+every case, side by side in one run, each repetition in a shuffled order:
+
+  unpatched   unpatched criu 4.1.1 (build/bench-pristine), plain dump
+  without     patched criu, dump without --tmp-file
+  gzip/zstd/none  patched criu, dump --tmp-file DIR [--tmp-file-compress=X]
+  copy        cp -a of the same directory into the images filesystem
+  seed        tar --create --gzip --absolute-names of the same directory
+              into the images filesystem (the seed's approach)
+
+Frozen time is CRIU's own frozen_time from stats-dump.img. Each dumped
+process is restored with "criu restore -d" (the --tmp-file variants after
+the directory is moved away, so that the files come from the image), its
+files are checked, and it is killed by pid and reaped: the benchmark is a
+child subreaper.
+
+The benchmark runs in a private mount namespace (re-executed under
+"unshare --mount --propagation private"): a tmpfs on /tmp holds the
+files (so restore stages the archive on the same filesystem, as on a host
+whose /tmp is a tmpfs) and a second tmpfs holds the images. Both are
+unmounted at the end; nothing is visible outside the namespace.
+
+Writes bench/results/RESULTS.md, raw.json, frozen-time.dat and
+frozen-time.png. Run as root with /usr/bin/python3 (needs protobuf).
+"""
+import argparse
+import ctypes
+import filecmp
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+TREE = ROOT / "build/criu-4.1.1"
+CRIU = TREE / "criu/criu"
+WORK = ROOT / "build/bench"
+PR_SET_CHILD_SUBREAPER = 36
+MiB = 1 << 20
+COMPRESSIONS = ("gzip", "zstd", "none")
+MAX_OPEN = 16  # files the holder keeps open
+
+sys.path.insert(0, str(TREE / "lib"))
+
+
+def log(msg):
+    print("bench: " + msg, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+PIDS = set()  # every process started or restored; killed by pid at exit
+
+
+def reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def wait_gone(pid, timeout=20):
+    deadline = time.time() + timeout
+    while os.path.exists("/proc/%d" % pid):
+        reap()
+        if time.time() > deadline:
+            raise RuntimeError("pid %d still exists after %ds" % (pid, timeout))
+        time.sleep(0.005)
+    PIDS.discard(pid)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def kill_all():
+    for pid in list(PIDS):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in list(PIDS):
+        try:
+            wait_gone(pid)
+        except RuntimeError as e:
+            log(str(e))
+    reap()
+
+
+# ---------------------------------------------------------------- mounts
+
+MOUNTS = []
+
+
+def mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=1777" % size,
+                    "criu-bench", str(path)], check=True)
+    MOUNTS.append(path)
+
+
+def umount_all():
+    while MOUNTS:
+        path = MOUNTS.pop()
+        if subprocess.run(["umount", str(path)]).returncode:
+            subprocess.run(["umount", "-l", str(path)])
+
+
+# ---------------------------------------------------------------- data
+
+WORDS = ("request handled worker session cache miss hit upstream timeout "
+         "retry connection accepted closed user token refresh queue job "
+         "started finished failed ok error warn info debug GET POST PUT "
+         "DELETE api v1 v2 items orders users metrics health status bytes "
+         "duration latency shard replica leader follower commit index").split()
+
+
+def text_pool(rng, n=65536):
+    pool = []
+    for i in range(n):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
+        pool.append(("2025-11-%02dT%02d:%02d:%02d.%06d %s [%s-%d] %s id=%08x status=%d dur=%dms\n" % (
+            rng.randint(1, 28), rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
+            rng.randint(0, 999999), rng.choice(("INFO", "INFO", "INFO", "WARN", "DEBUG", "ERROR")),
+            rng.choice(WORDS), rng.randint(0, 64), words, rng.getrandbits(32),
+            rng.choice((200, 200, 200, 201, 204, 304, 404, 500)), rng.randint(0, 5000))).encode())
+    return pool
+
+
+def text_bytes(rng, pool, size):
+    out = bytearray()
+    while len(out) < size:
+        out += b"".join(rng.choices(pool, k=max(1, (size - len(out)) // 60 + 16)))
+    return bytes(out[:size])
+
+
+def make_case(rng, pool, case, directory):
+    directory.mkdir()
+    if case["kind"] == "size":
+        half = case["bytes"] // 2
+        (directory / "random.bin").write_bytes(os.urandom(half))
+        (directory / "text.log").write_bytes(text_bytes(rng, pool, case["bytes"] - half))
+    else:
+        per = case["file_size"]
+        for i in range(case["files"]):
+            if i % 2:
+                data = text_bytes(rng, pool, per)
+                name = "f%05d.log" % i
+            else:
+                data = os.urandom(per)
+                name = "f%05d.bin" % i
+            (directory / name).write_bytes(data)
+
+
+def tree_listing(directory):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(directory):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[str(p.relative_to(directory))] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def same_content(a, b):
+    for dirpath, _, filenames in os.walk(a):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if not filecmp.cmp(p, Path(b) / p.relative_to(a), shallow=False):
+                return False
+    return True
+
+
+# ---------------------------------------------------------------- criu
+
+
+def frozen_time_us(images):
+    import pycriu
+    # CRIU names it "stats-dump" (image-desc.c: "stats-%s"), no .img
+    path = images / "stats-dump"
+    if not path.exists():
+        path = images / "stats-dump.img"
+    with open(path, "rb") as f:
+        img = pycriu.images.load(f)
+    d = img["entries"][0]["dump"]
+    return int(d["frozen_time"]), int(d["freezing_time"])
+
+
+def start_holder(holder, directory, ready):
+    if ready.exists():
+        ready.unlink()
+    p = subprocess.Popen([str(holder), str(directory), str(MAX_OPEN), str(ready)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    PIDS.add(p.pid)
+    deadline = time.time() + 20
+    while not ready.exists():
+        if p.poll() is not None:
+            raise RuntimeError("holder exited with %s" % p.returncode)
+        if time.time() > deadline:
+            raise RuntimeError("holder did not become ready")
+        time.sleep(0.002)
+    return p
+
+
+def run_timed(cmd, timeout=600):
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=timeout)
+    dt = time.monotonic() - t0
+    return proc, dt
+
+
+def log_tail(path, n=25):
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
+
+
+class Runner:
+    def __init__(self, args, criu, pristine, holder, data, imgfs):
+        self.args = args
+        self.criu = criu
+        self.pristine = pristine
+        self.holder = holder
+        self.data = data
+        self.imgfs = imgfs
+        self.seq = 0
+
+    def fresh(self, name):
+        self.seq += 1
+        d = self.imgfs / ("%s.%d" % (name, self.seq))
+        d.mkdir()
+        return d
+
+    def dump_variant(self, case, variant, check_content):
+        """One dump + restore; returns a dict of measurements."""
+        directory = self.data / case["name"]
+        ready = WORK / "ready"
+        criu = self.pristine if variant == "unpatched" else self.criu
+        extra = []
+        if variant in COMPRESSIONS or variant == "tmp-file":
+            extra = ["--tmp-file", str(directory)]
+            if variant in COMPRESSIONS:
+                extra.append("--tmp-file-compress=%s" % variant)
+        images = self.fresh(variant)
+        holder = start_holder(self.holder, directory, ready)
+        pid = holder.pid
+        cmd = [str(criu), "dump", "-t", str(pid), "-D", str(images), "-o", "dump.log"] + extra
+        proc, dump_wall = run_timed(cmd)
+        if proc.returncode:
+            raise RuntimeError("%s: %s exited %d\n%s\n%s" % (
+                case["name"], " ".join(cmd), proc.returncode, proc.stdout.decode(errors="replace"),
+                log_tail(images / "dump.log")))
+        holder.wait(timeout=20)
+        wait_gone(pid)
+        frozen, freezing = frozen_time_us(images)
+        image_bytes = sum(p.stat().st_size for p in images.iterdir()
+                          if p.name.startswith("tmp-files") and "manifest" not in p.name)
+        total_bytes = sum(p.stat().st_size for p in images.iterdir())
+
+        aside = None
+        before = tree_listing(directory)
+        if extra:
+            aside = self.data / (".aside-" + case["name"])
+            directory.rename(aside)
+        cmd = [str(criu), "restore", "-d", "-D", str(images), "-o", "restore.log"]
+        proc, restore_wall = run_timed(cmd)
+        if proc.returncode:
+            if aside and not directory.exists():
+                aside.rename(directory)
+            raise RuntimeError("%s: %s exited %d\n%s\n%s" % (
+                case["name"], " ".join(cmd), proc.returncode, proc.stdout.decode(errors="replace"),
+                log_tail(images / "restore.log")))
+        PIDS.add(pid)
+        if not alive(pid):
+            raise RuntimeError("%s/%s: restored pid %d is not running" % (case["name"], variant, pid))
+        nfd = len(os.listdir("/proc/%d/fd" % pid))
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid)
+        if aside:
+            after = tree_listing(directory)
+            if after != before:
+                raise RuntimeError("%s/%s: restored files differ from the dumped ones" % (
+                    case["name"], variant))
+            if check_content and not same_content(aside, directory):
+                raise RuntimeError("%s/%s: restored content differs" % (case["name"], variant))
+            shutil.rmtree(directory)
+            aside.rename(directory)
+        shutil.rmtree(images)
+        return {"frozen_ms": frozen / 1000, "freezing_ms": freezing / 1000,
+                "dump_ms": dump_wall * 1000, "restore_ms": restore_wall * 1000,
+                "image_bytes": image_bytes if extra else None, "images_total_bytes": total_bytes,
+                "restored_fds": nfd}
+
+    def copy_variant(self, case, variant):
+        directory = self.data / case["name"]
+        out = self.fresh(variant)
+        if variant == "copy":
+            cmd = ["cp", "-a", str(directory), str(out / "copy")]
+        else:
+            cmd = ["tar", "--create", "--gzip", "--absolute-names",
+                   "--file", str(out / "seed.tar.gz"), str(directory)]
+        proc, dt = run_timed(cmd)
+        if proc.returncode:
+            raise RuntimeError("%s failed: %s" % (" ".join(cmd), proc.stdout.decode(errors="replace")))
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        shutil.rmtree(out)
+        return {"frozen_ms": dt * 1000, "image_bytes": size}
+
+
+# ---------------------------------------------------------------- report
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def mann_whitney_p(a, b):
+    """Exact two-sided p-value of the Mann-Whitney U test (midranks for
+    ties), by enumerating every split of the pooled samples."""
+    from itertools import combinations
+    pooled = sorted(a + b)
+    rank = {}
+    for v in set(pooled):
+        idx = [i + 1 for i, x in enumerate(pooled) if x == v]
+        rank[v] = sum(idx) / len(idx)
+    ranks = [rank[x] for x in a + b]
+    n1, n2 = len(a), len(b)
+    mid = n1 * n2 / 2
+
+    def dev(sel):
+        return abs(sum(ranks[i] for i in sel) - n1 * (n1 + 1) / 2 - mid)
+    obs = dev(range(n1))
+    splits = list(combinations(range(n1 + n2), n1))
+    return sum(1 for sel in splits if dev(sel) >= obs - 1e-9) / len(splits)
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return "%.0f" % x
+    return "%.*f" % (nd, x)
+
+
+def machine():
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "kernel": platform.release(),
+            "mem_gib": round(mem / (1 << 30), 1), "cpu": cpu}
+
+
+def summarize(res, case_names, variants):
+    s = {}
+    for c in case_names:
+        s[c] = {}
+        for v in variants:
+            runs = res[c].get(v) or []
+            if not runs:
+                continue
+            s[c][v] = {k: median([r.get(k) for r in runs]) for k in runs[0]}
+            s[c][v]["n"] = len(runs)
+            s[c][v]["frozen_all"] = [r["frozen_ms"] for r in runs]
+            if "dump_ms" in runs[0]:
+                s[c][v]["dump_all"] = [r["dump_ms"] for r in runs]
+    for c in s:
+        base = s[c].get("without", {}).get("frozen_ms")
+        copy = s[c].get("copy", {}).get("frozen_ms")
+        for v, m in s[c].items():
+            if v in ("copy", "seed"):
+                m["added_ms"] = m["frozen_ms"]
+            elif v in COMPRESSIONS or v == "tmp-file":
+                m["added_ms"] = m["frozen_ms"] - base if base is not None else None
+            else:
+                m["added_ms"] = None
+            m["ratio"] = m["added_ms"] / copy if m["added_ms"] is not None and copy else None
+    return s
+
+
+LABELS = {
+    "unpatched": "unpatched 4.1.1, dump",
+    "without": "patched, dump without --tmp-file",
+    "tmp-file": "--tmp-file (built-in gzip)",
+    "gzip": "--tmp-file, gzip",
+    "zstd": "--tmp-file, zstd",
+    "none": "--tmp-file, none",
+    "copy": "plain copy (cp -a)",
+    "seed": "seed: tar --create --gzip",
+}
+
+
+def targets(s, cases, variants, has_compress):
+    lines = []
+
+    def res(ok):
+        return "PASS" if ok else "FAIL"
+
+    big = [c["name"] for c in cases if c["kind"] == "size" and c["mib"] in (128, 512)]
+    if not has_compress:
+        lines.append("- NOT MEASURED: `none` ≤ 1.3x plain copy (this criu has no --tmp-file-compress)")
+        lines.append("- NOT MEASURED: `zstd` ≤ 2x plain copy, image ≤ gzip's (no --tmp-file-compress)")
+    else:
+        # Evaluated at 128 and 512 MiB, where the issue states its data-bound
+        # targets; the other cases are listed as information, not judged.
+        other = [c for c in s if c not in big]
+        for v, limit in (("none", 1.3), ("zstd", 2.0)):
+            parts, ok = [], bool(big)
+            for c in big:
+                r = s[c][v]["ratio"]
+                ok = ok and r is not None and r <= limit
+                parts.append("%s %.2fx" % (c, r))
+            info = ", ".join("%s %.2fx" % (c, s[c][v]["ratio"]) for c in other)
+            lines.append("- %s: `%s` added frozen time ≤ %.1fx plain copy at 128 and 512 MiB: %s "
+                         "(not judged: %s)" % (res(ok), v, limit, ", ".join(parts), info))
+
+        def img(c):
+            z, g = s[c]["zstd"]["image_bytes"], s[c]["gzip"]["image_bytes"]
+            return z <= g, "%s %.1f/%.1f KiB" % (c, z / 1024, g / 1024)
+        ok = bool(big) and all(img(c)[0] for c in big)
+        lines.append("- %s: `zstd` image ≤ `gzip` image at 128 and 512 MiB (zstd/gzip): %s "
+                     "(not judged: %s)" % (res(ok), ", ".join(img(c)[1] for c in big),
+                                           ", ".join(img(c)[1] for c in other)))
+    c128 = [c["name"] for c in cases if c["kind"] == "size" and c["mib"] == 128]
+    if c128:
+        c = c128[0]
+        seed = s[c]["seed"]["added_ms"]
+        for v in variants:
+            if v not in COMPRESSIONS or v == "gzip":
+                continue
+            a = s[c][v]["added_ms"]
+            f = seed / a if a and a > 0 else float("inf")
+            lines.append("- %s: `%s` added frozen time ≥ 8x less than the seed's tar --gzip at 128 MiB: "
+                         "%.1f ms vs %.1f ms (%.1fx less)" % (res(f >= 8), v, a, seed, f))
+    for key, what in (("frozen_all", "frozen time"), ("dump_all", "dump wall time")):
+        parts, ok = [], True
+        for c in s:
+            p, u = s[c]["without"][key], s[c]["unpatched"][key]
+            d = statistics.median(p) - statistics.median(u)
+            pv = mann_whitney_p(p, u)
+            ok = ok and pv >= 0.05
+            parts.append("%s %+.1f ms (%+.0f%%, p=%.2f)" % (c, d, 100 * d / statistics.median(u), pv))
+        lines.append("- %s: without --tmp-file, %s within noise of unpatched 4.1.1 "
+                     "(Δ median; within noise = exact two-sided Mann-Whitney p ≥ 0.05): %s" % (
+                         res(ok), what, ", ".join(parts)))
+    return lines
+
+
+def write_report(args, out, s, cases, variants, has_compress, m, elapsed, cmdline, reps):
+    case_desc = {c["name"]: c["desc"] for c in cases}
+    L = []
+    L.append("# criu dump --tmp-file: frozen-time benchmark")
+    L.append("")
+    L.append("Produced by `%s` in %.0f s on %s, %d CPUs (%s), %.1f GiB, kernel %s." % (
+        cmdline, elapsed, m["host"], m["nproc"], m["cpu"], m["mem_gib"], m["kernel"]))
+    L.append("Medians of %s repetitions per row (n below), variants interleaved in a shuffled order "
+             "within each repetition. Files and images on two tmpfs mounts; the dumped process "
+             "(bench/holder.c) holds up to %d of the files open and has its cwd in their directory." % (
+                 reps, MAX_OPEN))
+    if not has_compress:
+        L.append("")
+        L.append("**This criu has no `--tmp-file-compress`: only its built-in gzip was measured; "
+                 "zstd and none were skipped.**")
+    L.append("")
+    L.append("Frozen = `frozen_time` from stats-dump.img. Added = frozen(--tmp-file) − frozen(without "
+             "--tmp-file), both medians; for copy and seed it is their wall time. Ratio = added / plain copy. "
+             "Image = the tmp-files archive (seed: its tar.gz). Restore = wall time of `criu restore -d` "
+             "(for --tmp-file, after the directory was moved away).")
+    L.append("")
+    L.append("| case | variant | n | frozen ms | added ms | added / copy | dump wall ms | image MiB | restore ms |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for c in s:
+        for v in variants:
+            if v not in s[c]:
+                continue
+            r = s[c][v]
+            frozen = r["frozen_ms"] if v not in ("copy", "seed") else None
+            ratio = "%.2fx" % r["ratio"] if r.get("ratio") is not None else "—"
+            img = r.get("image_bytes")
+            L.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                case_desc[c], LABELS[v], r["n"], fmt(frozen), fmt(r.get("added_ms")), ratio,
+                fmt(r.get("dump_ms")), "—" if img is None else "%.2f" % (img / MiB),
+                fmt(r.get("restore_ms"))))
+    L.append("")
+    L.append("Targets (issue 7), computed from the medians above:")
+    L.append("")
+    L.extend(targets(s, cases, variants, has_compress))
+    L.append("")
+    L.append("![added frozen time](frozen-time.png)")
+    L.append("")
+    (out / "RESULTS.md").write_text("\n".join(L) + "\n")
+    return "\n".join(L)
+
+
+def plot(out, s, cases, variants):
+    cols = [v for v in ("copy", "seed", "tmp-file", "gzip", "zstd", "none") if v in variants]
+    with open(out / "frozen-time.dat", "w") as f:
+        f.write('"size (MiB)" ' + " ".join('"%s"' % LABELS[v] for v in cols) + "\n")
+        for c in cases:
+            if c["kind"] != "size":
+                continue
+            vals = []
+            for v in cols:
+                a = s[c["name"]].get(v, {}).get("added_ms")
+                vals.append("%.3f" % a if a is not None and a > 0 else "NaN")
+            f.write("%d %s\n" % (c["mib"], " ".join(vals)))
+    subprocess.run(["gnuplot", "-e", "datafile='%s'; outfile='%s'; ncols=%d" % (
+        out / "frozen-time.dat", out / "frozen-time.png", len(cols)),
+        str(BENCH / "plot.gp")], check=True)
+
+
+# ---------------------------------------------------------------- main
+
+
+def has_compress_option(criu):
+    out = subprocess.run([str(criu), "--help"], capture_output=True, text=True).stdout
+    return "tmp-file-compress" in out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per case and variant (default 5)")
+    ap.add_argument("--sizes", default="1,16,128,512", help="total sizes in MiB (default 1,16,128,512)")
+    ap.add_argument("--small-files", type=int, default=10000, help="files in the small-files case (0: skip)")
+    ap.add_argument("--small-size", type=int, default=4096, help="bytes per small file (default 4096)")
+    ap.add_argument("--out", default=str(BENCH / "results"), help="output directory")
+    ap.add_argument("--in-ns", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        sys.exit("bench: must run as root")
+    if not args.in_ns:
+        # Private mount namespace: our tmpfs mounts are invisible outside
+        # and cannot be hidden by mounts made concurrently elsewhere.
+        os.execvp("unshare", ["unshare", "--mount", "--propagation", "private",
+                              "/usr/bin/python3", str(Path(__file__).resolve()), "--in-ns"] + sys.argv[1:])
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit("bench: terminated"))
+    signal.signal(signal.SIGHUP, lambda *a: sys.exit("bench: hangup"))
+
+    t_start = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+
+    pristine = subprocess.run([str(BENCH / "pristine.sh")], check=True, stdout=subprocess.PIPE,
+                              text=True).stdout.strip().splitlines()[-1]
+    pristine = ROOT / pristine
+    holder = WORK / "holder"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(holder), str(BENCH / "holder.c")], check=True)
+    if not CRIU.exists():
+        sys.exit("bench: %s is missing, run make build" % CRIU)
+
+    has_compress = has_compress_option(CRIU)
+    tmpv = list(COMPRESSIONS) if has_compress else ["tmp-file"]
+    variants = ["unpatched", "without"] + tmpv + ["copy", "seed"]
+    log("criu %s; --tmp-file-compress %s; variants: %s" % (
+        CRIU.relative_to(ROOT), "present" if has_compress else "ABSENT (zstd/none skipped)",
+        " ".join(variants)))
+
+    cases = []
+    for mib in [int(x) for x in args.sizes.split(",") if x]:
+        cases.append({"name": "%dMiB" % mib, "kind": "size", "mib": mib, "bytes": mib * MiB,
+                      "desc": "%d MiB" % mib})
+    if args.small_files:
+        cases.append({"name": "small", "kind": "files", "files": args.small_files,
+                      "file_size": args.small_size, "bytes": args.small_files * args.small_size,
+                      "desc": "%d files × %d KiB" % (args.small_files, args.small_size // 1024)})
+    total = sum(c["bytes"] for c in cases)
+    biggest = max(c["bytes"] for c in cases)
+
+    m = machine()
+    m["host"] = "this machine (%s)" % platform.node()
+    res = {c["name"]: {v: [] for v in variants} for c in cases}
+    data_mnt = Path("/tmp")  # inside our own mount namespace only
+    img_mnt = WORK / "images"
+    try:
+        mount_tmpfs(data_mnt, total + biggest + 256 * MiB)
+        # Sized for the largest images dir (uncompressed archive + pages)
+        mount_tmpfs(img_mnt, 2 * biggest + 512 * MiB)
+        data = data_mnt / "criu-bench"
+        data.mkdir()
+        rng = random.Random(7)
+        pool = text_pool(rng)
+        t0 = time.monotonic()
+        for c in cases:
+            make_case(rng, pool, c, data / c["name"])
+        log("generated %.0f MiB of data in %.1f s" % (total / MiB, time.monotonic() - t0))
+
+        runner = Runner(args, CRIU, pristine, holder, data, img_mnt)
+        for c in cases:
+            t0 = time.monotonic()
+            for rep in range(args.reps):
+                order = list(variants)
+                random.Random(1000 * rep + len(c["name"])).shuffle(order)
+                for v in order:
+                    if v in ("copy", "seed"):
+                        r = runner.copy_variant(c, v)
+                    else:
+                        r = runner.dump_variant(c, v, check_content=(rep == 0))
+                    res[c["name"]][v].append(r)
+            log("%-8s %d reps in %.1f s" % (c["name"], args.reps, time.monotonic() - t0))
+    finally:
+        kill_all()
+        umount_all()
+
+    elapsed = time.monotonic() - t_start
+    with open(out / "raw.json", "w") as f:
+        json.dump({"machine": m, "variants": variants, "cases": cases, "results": res,
+                   "has_compress": has_compress, "elapsed_s": elapsed}, f, indent=1)
+    s = summarize(res, [c["name"] for c in cases], variants)
+    cmdline = os.environ.get("BENCH_CMD") or " ".join(["bench/run.py"] + sys.argv[2:])
+    plot(out, s, cases, variants)
+    report = write_report(args, out, s, cases, variants, has_compress, m, elapsed, cmdline, args.reps)
+    print(report)
+    log("wrote %s and %s" % (out / "RESULTS.md", out / "frozen-time.png"))
+
+
+if __name__ == "__main__":
+    main()
