@@ -3,6 +3,7 @@
 apps/libcriu_tmpfile.c is compiled here against the tree's libcriu
 (see criutree.py), the way a runtime such as crun links it.
 """
+import os
 import shutil
 import subprocess
 import tarfile
@@ -83,3 +84,28 @@ def test_libcriu_relative_path_fails_the_dump(program, app, criu):
     assert alive(app.pid)
     app.tick()
     assert not has_archive(criu.images)
+
+
+def test_libcriu_10000_paths(program, app, criu, tmpdir_tmp):
+    """A request bigger than the default socket buffer still goes through."""
+    many = tmpdir_tmp / "many"
+    many.mkdir()
+    paths = []
+    for i in range(10000):
+        p = many / ("f%05d" % i)
+        p.write_text("%d\n" % i)
+        paths.append(p)
+    criu.images.mkdir()
+    app.start()
+    r = run(program, "dump", app.pid, criu.images, app.dir, *paths)
+    assert r.returncode == 0, (r.stderr, (criu.images / "dump.log").read_text()[-3000:])
+    app.wait_dead()
+    shutil.rmtree(many)
+    shutil.rmtree(app.dir)
+
+    r = run(program, "restore", criu.images)
+    assert r.returncode == 0, (r.stderr, (criu.images / "restore.log").read_text()[-3000:])
+    app.restored()
+    assert app.tick()["conf"] == "mode=fast\n"
+    assert len(os.listdir(many)) == 10000
+    assert (many / "f09999").read_text() == "9999\n"
