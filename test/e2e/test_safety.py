@@ -166,3 +166,19 @@ def test_crit_shows_the_manifest(app, criu):
     assert '"magic": "TMP_FILES_MANIFEST"' in out.stdout
     assert '"%s"' % app.dir in out.stdout and '"compression": "gzip"' in out.stdout
     assert "state" not in out.stdout  # saved with its directory
+
+
+def test_crit_explains_the_raw_archive(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--leave-running")
+    assert r.returncode == 0, r
+    tree = ROOT / "build/criu-4.1.1"
+    env = dict(os.environ, PYTHONPATH="%s:%s" % (tree / "crit", tree / "lib"))
+    archive = str(criu.images / ARCHIVE)
+    out = subprocess.run(["/usr/bin/python3", "-m", "crit", "decode", "-i", archive],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 1
+    assert "is the tar archive of the files saved with --tmp-file" in out.stderr
+    assert "Unknown magic" not in out.stderr
+    listing = subprocess.run(["tar", "-tvf", archive], capture_output=True, text=True, check=True)
+    assert str(app.dir / "state").lstrip("/") in listing.stdout
