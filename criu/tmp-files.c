@@ -29,13 +29,17 @@
 #include "cr_options.h"
 #include "fault-injection.h"
 #include "image.h"
+#include "filesystems.h"
 #include "log.h"
+#include "mount.h"
+#include "namespaces.h"
 #include "protobuf.h"
 #include "servicefd.h"
 #include "tmp-files.h"
 #include "util.h"
 #include "xmalloc.h"
 
+#include "images/mnt.pb-c.h"
 #include "images/tmp-file.pb-c.h"
 
 #undef LOG_PREFIX
@@ -163,6 +167,22 @@ static bool path_within(const char *path, const char *dir)
 	return !strncmp(path, dir, len) && (path[len] == '/' || path[len] == '\0');
 }
 
+/* The first of the sorted paths that does not sort before path */
+static size_t paths_lower_bound(char **paths, size_t nr, const char *path)
+{
+	size_t lo = 0, hi = nr;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (path_cmp(&paths[mid], &path) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Run "prog --version"; its output goes into buf */
 static int run_version(char *prog, char *buf, size_t size)
 {
@@ -254,13 +274,13 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	char **paths, *last = NULL;
 	size_t nr = 0, i;
 
-	if (list_empty(&opts.tmp_files))
+	if (list_empty(&opts.tmp_files) && !opts.tmp_files_auto)
 		return 0;
 
 	list_for_each_entry(tf, &opts.tmp_files, list)
 		nr++;
-	paths = xmalloc(nr * sizeof(*paths));
-	saved_paths = xmalloc(nr * sizeof(*saved_paths));
+	paths = xmalloc((nr ?: 1) * sizeof(*paths));
+	saved_paths = xmalloc((nr ?: 1) * sizeof(*saved_paths));
 	if (!paths || !saved_paths)
 		goto err;
 	nr = 0;
@@ -313,6 +333,120 @@ int tmp_files_prepare_dump(pid_t root_pid)
 err:
 	xfree(paths);
 	return -1;
+}
+
+/* --tmp-file-auto: files found while the tree's files are dumped */
+struct auto_file {
+	struct list_head list;
+	char *path;
+	off_t size;
+};
+
+static LIST_HEAD(auto_files);
+static size_t nr_auto_files;
+static size_t auto_files_size;
+
+static bool is_saved(const char *path)
+{
+	size_t i = paths_lower_bound(saved_paths, nr_saved_paths, path);
+
+	if (i < nr_saved_paths && !strcmp(saved_paths[i], path))
+		return true;
+	return i > 0 && path_within(path, saved_paths[i - 1]);
+}
+
+/*
+ * Called for every regular file the tree has open or mapped. A file on a
+ * tmpfs is lost at reboot, unless CRIU saves the tmpfs itself (it does for
+ * the mounts of a dumped mount namespace). Unlinked files are ghost files.
+ */
+int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct stat *st)
+{
+	struct auto_file *af;
+	char full[PATH_MAX];
+	struct stat now;
+
+	if (!opts.tmp_files_auto || !S_ISREG(st->st_mode) || st->st_nlink == 0)
+		return 0;
+	if (mi->fstype->code != FSTYPE__TMPFS || (root_ns_mask & CLONE_NEWNS))
+		return 0;
+	if (is_saved(path))
+		return 0;
+	list_for_each_entry(af, &auto_files, list)
+		if (!strcmp(af->path, path))
+			return 0;
+
+	/* The path must still lead to this very file */
+	snprintf(full, sizeof(full), "%s%s", proc_root, path);
+	if (stat(full, &now) || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+		pr_info("--tmp-file-auto: %s is no longer at its path, not saved\n", path);
+		return 0;
+	}
+
+	af = xmalloc(sizeof(*af));
+	if (!af)
+		return -1;
+	af->path = xstrdup(path);
+	if (!af->path) {
+		xfree(af);
+		return -1;
+	}
+	af->size = st->st_size;
+	list_add_tail(&af->list, &auto_files);
+	nr_auto_files++;
+	auto_files_size += st->st_size;
+	pr_info("--tmp-file-auto: saving %s (%lld bytes): in use by the tree, on the tmpfs at %s\n", path,
+		(long long)st->st_size, mi->ns_mountpoint);
+	return 0;
+}
+
+static int auto_file_size_cmp(const void *a, const void *b)
+{
+	const struct auto_file *x = *(const struct auto_file **)a, *y = *(const struct auto_file **)b;
+
+	return x->size < y->size ? 1 : x->size > y->size ? -1 :
+							   0;
+}
+
+static void report_largest_auto_files(void)
+{
+	struct auto_file **all, *af;
+	size_t i = 0;
+
+	pr_err("--tmp-file-auto: the files to save take %zu bytes, over --tmp-file-limit %zu\n", auto_files_size,
+	       opts.tmp_files_limit);
+	all = xmalloc(nr_auto_files * sizeof(*all));
+	if (all) {
+		list_for_each_entry(af, &auto_files, list)
+			all[i++] = af;
+		qsort(all, nr_auto_files, sizeof(*all), auto_file_size_cmp);
+		for (i = 0; i < nr_auto_files && i < 5; i++)
+			pr_err("    %s: %lld bytes\n", all[i]->path, (long long)all[i]->size);
+		xfree(all);
+	}
+	pr_err("Raise --tmp-file-limit, or name the files to save with --tmp-file\n");
+}
+
+static int add_auto_files(void)
+{
+	struct auto_file *af;
+
+	if (!nr_auto_files)
+		return 0;
+	if (auto_files_size > opts.tmp_files_limit) {
+		report_largest_auto_files();
+		return -1;
+	}
+	if (xrealloc_safe(&saved_paths, (nr_saved_paths + nr_auto_files) * sizeof(*saved_paths)))
+		return -1;
+	list_for_each_entry(af, &auto_files, list) {
+		if (write_all(names_fd, af->path + 1, strlen(af->path)) != strlen(af->path)) {
+			pr_perror("Can't write the --tmp-file list");
+			return -1;
+		}
+		saved_paths[nr_saved_paths++] = af->path;
+	}
+	return 0;
 }
 
 static int write_manifest(void)
@@ -374,6 +508,13 @@ int dump_tmp_files(void)
 
 	if (names_fd < 0)
 		return 0;
+
+	/* --tmp-file-auto may find nothing to save: no images then */
+	ret = add_auto_files();
+	if (ret || !nr_saved_paths) {
+		close_safe(&names_fd);
+		return ret;
+	}
 
 	pr_info("Saving %zu --tmp-file path(s)\n", nr_saved_paths);
 
@@ -829,20 +970,12 @@ static struct {
 static int check_one_staged(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
 {
 	const char *path = fpath + staged.stage_len; /* "/tmp/x" */
-	size_t lo = 0, hi = staged.nr;
+	size_t lo;
 
 	if (ftw->level == 0)
 		return 0;
 
-	/* The first saved path that is not before this one */
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (path_cmp(&staged.paths[mid], &path) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
+	lo = paths_lower_bound(staged.paths, staged.nr, path);
 
 	if (lo > 0 && path_within(path, staged.paths[lo - 1]))
 		goto ok;

@@ -6,6 +6,12 @@
 
 #include "common/list.h"
 
+struct mount_info;
+struct stat;
+
+/* --tmp-file-limit: total size of the files --tmp-file-auto may save */
+#define DEFAULT_TMP_FILES_LIMIT (64 << 20)
+
 /* One --tmp-file PATH, normalised: absolute, no "//", "/./" or trailing "/" */
 struct tmp_file {
 	struct list_head list;
@@ -24,6 +30,7 @@ extern int tmp_files_set_compress(const char *name);
 
 /* Dump: check paths and tar before freezing, archive while frozen */
 extern int tmp_files_prepare_dump(pid_t root_pid);
+extern int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct stat *st);
 extern int dump_tmp_files(void);
 
 /* Restore: put the saved files back before any task is created */
