@@ -28,8 +28,8 @@
 
 #include "cr_options.h"
 #include "fault-injection.h"
-#include "image.h"
 #include "filesystems.h"
+#include "image.h"
 #include "log.h"
 #include "mount.h"
 #include "namespaces.h"
@@ -54,7 +54,7 @@ static const struct compressor {
 	char *program;	   /* must be in PATH at dump */
 } compressors[] = {
 	[TMP_FILES_GZIP] = { "gzip", "--gzip", "--gzip", "gzip" },
-	/* Both cores: the tree is frozen while this runs */
+	/* All cores: the tree is frozen while this runs */
 	[TMP_FILES_ZSTD] = { "zstd", "--use-compress-program=zstd -T0", "--zstd", "zstd" },
 	[TMP_FILES_NONE] = { "none", NULL, NULL, NULL },
 };
