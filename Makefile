@@ -63,3 +63,21 @@ clean:
 
 distclean:
 	rm -rf build dist
+
+# zdtm, CRIU's own test suite, in the assembled tree: the --tmp-file tests
+# in the h, ns and uns flavors, then upstream's tests against an unpatched
+# build (see scripts/zdtm-regress.list).
+ZDTM_TESTS   := tmp_file00 tmp_file01 tmp_file02 tmp_file03
+ZDTM_FLAVORS ?= h,ns,uns
+ZDTM         := cd $(TREE)/test && PYENV_VERSION=system $(PYTHON) zdtm.py
+
+.PHONY: zdtm zdtm-regress
+
+zdtm: build
+	@$(MAKE) -s -C $(TREE)/test/zdtm/lib -j$(JOBS) >/dev/null
+	@$(MAKE) -s -C $(TREE)/test/zdtm/static -j$(JOBS) $(ZDTM_TESTS) >/dev/null
+	$(ZDTM) run --keep-going -f $(ZDTM_FLAVORS) \
+		-T '^zdtm/static/($(subst $(eval) ,|,$(ZDTM_TESTS)))$$'
+
+zdtm-regress: build
+	./scripts/zdtm-regress.sh $(TREE)
