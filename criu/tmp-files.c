@@ -34,6 +34,7 @@
 #include "mount.h"
 #include "namespaces.h"
 #include "protobuf.h"
+#include "pstree.h"
 #include "servicefd.h"
 #include "tmp-files.h"
 #include "util.h"
@@ -1081,11 +1082,12 @@ static int extract_archive(const char *stage, const struct compressor *c)
 	return ret;
 }
 
-int restore_tmp_files(void)
+/* Put the saved files back under root ("" for "/") */
+static int restore_into(const char *root)
 {
 	TmpFilesManifestEntry *me = NULL;
 	const struct compressor *c;
-	char stage[PATH_MAX], *root;
+	char stage[PATH_MAX];
 	struct cr_img *img;
 	struct stat st;
 	int ret;
@@ -1107,9 +1109,6 @@ int restore_tmp_files(void)
 	if (!c)
 		goto out;
 
-	/* "/" is the empty prefix: paths are joined as root + "/" + rel */
-	root = opts.root && strcmp(opts.root, "/") ? opts.root : "";
-
 	/* Stage on /tmp when there is one: most saved files live there */
 	snprintf(stage, sizeof(stage), "%s/tmp", root);
 	if (lstat(stage, &st) || !S_ISDIR(st.st_mode))
@@ -1129,5 +1128,51 @@ int restore_tmp_files(void)
 		pr_perror("Can't remove the staging directory %s", stage);
 out:
 	tmp_files_manifest_entry__free_unpacked(me, NULL);
+	return ret;
+}
+
+/* Called before any task is created */
+int restore_tmp_files(void)
+{
+	/* The tree's own mounts don't exist yet: see restore_tmp_files_mntns() */
+	if (root_ns_mask & CLONE_NEWNS)
+		return 0;
+
+	return restore_into(opts.root && strcmp(opts.root, "/") ? opts.root : "");
+}
+
+/*
+ * With a restored mount namespace the files go where the tree will look
+ * for them: into that namespace, once its mounts are in place. Called by
+ * the root task before any other task is forked and opens a file.
+ */
+int restore_tmp_files_mntns(void)
+{
+	struct ns_id *mntns;
+	int root_fd, cwd_fd, ret;
+
+	if (!(root_ns_mask & CLONE_NEWNS))
+		return 0;
+
+	mntns = lookup_ns_by_id(root_item->ids->mnt_ns_id, &mnt_ns_desc);
+	root_fd = mntns ? mntns_get_root_fd(mntns) : -1;
+	if (root_fd < 0) {
+		pr_err("Can't get the root of the restored mount namespace\n");
+		return -1;
+	}
+
+	/* Paths are resolved from the namespace's root, as "./path" */
+	cwd_fd = open(".", O_PATH);
+	if (cwd_fd < 0 || fchdir(root_fd)) {
+		pr_perror("Can't enter the root of the restored mount namespace");
+		close_safe(&cwd_fd);
+		return -1;
+	}
+	ret = restore_into(".");
+	if (fchdir(cwd_fd)) {
+		pr_perror("Can't go back to the working directory");
+		ret = -1;
+	}
+	close(cwd_fd);
 	return ret;
 }

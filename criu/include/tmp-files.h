@@ -33,7 +33,8 @@ extern int tmp_files_prepare_dump(pid_t root_pid);
 extern int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct stat *st);
 extern int dump_tmp_files(void);
 
-/* Restore: put the saved files back before any task is created */
+/* Restore: put the saved files back before any task opens a file */
 extern int restore_tmp_files(void);
+extern int restore_tmp_files_mntns(void);
 
 #endif /* __CR_TMP_FILES_H__ */

@@ -204,11 +204,6 @@ def test_private_tmpfs_tmp_saves_the_trees_file(procs, workdir, criu, host_copy)
     assert c.in_tree(host_copy / "state").read_bytes().startswith(b"HEAD")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "restore_tmp_files() runs at the start of cr_restore_tasks(), before "
-    "prepare_mnt_ns() has mounted the tree's tmpfs on /tmp: the files are "
-    "written under --root into the directory that the tmpfs covers (here "
-    "the host's /tmp, as the root is a bind of /), not into the tree's /tmp"))
 def test_private_tmpfs_tmp_restore_goes_inside_the_namespace(procs, workdir, criu, host_copy):
     """At restore the files go into the restored namespace, after its mounts."""
     c = start_tmpfs_container(procs, workdir, host_copy)
