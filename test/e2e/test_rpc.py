@@ -5,12 +5,14 @@ file with "tmp-file PATH" lines (runc's org.criu.config annotation).
 """
 import os
 import shutil
+import subprocess
 import tarfile
 
 import pytest
 
 from conftest import CRIU, alive
 from criutree import archive, has_archive, pycriu, request, rpc, swrk_call
+from test_auto import Holder
 
 
 def member(images, path):
@@ -174,3 +176,59 @@ def test_rpc_10000_paths(app, criu, tmpdir_tmp):
     check_back(app, before, log)
     assert sorted(os.listdir(many)) == sorted(os.path.basename(p) for p in paths)
     assert (many / "f09999").read_text() == "9999\n"
+
+
+def test_rpc_compress_auto_and_limit(procs, app, criu, tmpdir_tmp):
+    """criu_opts 73-75: --tmp-file-compress, --tmp-file-auto, --tmp-file-limit."""
+    fields = rpc.criu_opts.DESCRIPTOR.fields_by_name
+    assert [fields[n].number for n in ("tmp_file_compress", "tmp_file_auto", "tmp_file_limit")] == [73, 74, 75]
+    criu.images.mkdir()
+    app.start()
+    before = app.tick()
+
+    c = pycriu_client(criu.images, "dump.log")
+    c.opts.pid = app.pid
+    c.opts.tmp_file_compress = "zstd"
+    c.opts.tmp_file_auto = True  # app.log and state are open, but not on a tmpfs
+    c.opts.tmp_files.append(str(app.dir))
+    try:
+        c.dump()
+    except pycriu.CRIUException as e:
+        pytest.fail("%s\n%s" % (e, log_of(criu.images, "dump.log")))
+    finally:
+        os.close(c.opts.images_dir_fd)
+    with open(archive(criu.images), "rb") as f:
+        assert f.read(4) == b"\x28\xb5\x2f\xfd"  # zstd
+    log = wipe_after_dump(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    check_back(app, before, log)
+
+    # A bad compression fails the request, the process keeps running.
+    c = pycriu_client(criu.images, "dump2.log")
+    c.opts.pid = app.pid
+    c.opts.tmp_file_compress = "lz4"
+    with pytest.raises(pycriu.CRIUException):
+        c.dump()
+    os.close(c.opts.images_dir_fd)
+    assert "--tmp-file-compress lz4: must be gzip, zstd or none" in log_of(criu.images, "dump2.log")
+    assert alive(app.pid)
+
+    # The limit is read: a tiny one fails an automatic set.
+    mnt = tmpdir_tmp / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mnt)], check=True)
+    try:
+        (mnt / "f").write_bytes(b"z" * 4096)
+        h = Holder(procs, tmpdir_tmp / "holder.json", ["open:%s" % (mnt / "f")])
+        c = pycriu_client(criu.images, "dump3.log")
+        c.opts.pid = h.pid
+        c.opts.tmp_file_auto = True
+        c.opts.tmp_file_limit = 1024
+        with pytest.raises(pycriu.CRIUException):
+            c.dump()
+        os.close(c.opts.images_dir_fd)
+        assert "over --tmp-file-limit 1024" in log_of(criu.images, "dump3.log")
+        assert alive(h.pid)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
