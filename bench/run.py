@@ -13,7 +13,7 @@ every case, side by side in one run, each repetition in a shuffled order:
   seed        tar --create --gzip --absolute-names of the same directory
               into the images filesystem (the seed's approach)
 
-Frozen time is CRIU's own frozen_time from stats-dump.img. Each dumped
+Frozen time is CRIU's own frozen_time from the stats-dump image. Each dumped
 process is restored with "criu restore -d" (the --tmp-file variants after
 the directory is moved away, so that the files come from the image), its
 files are checked, and it is killed by pid and reaped: the benchmark is a
@@ -359,12 +359,24 @@ def mann_whitney_p(a, b):
     return sum(1 for sel in splits if dev(sel) >= obs - 1e-9) / len(splits)
 
 
+def iqr(xs):
+    if len(xs) < 2:
+        return 0.0
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
 def fmt(x, nd=1):
     if x is None:
         return "—"
     if abs(x) >= 100:
         return "%.0f" % x
     return "%.*f" % (nd, x)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return "/".join(f.read().split()[:3])
 
 
 def machine():
@@ -379,7 +391,11 @@ def machine():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"nproc": os.cpu_count(), "kernel": platform.release(),
+    try:
+        debian = "Debian " + Path("/etc/debian_version").read_text().strip()
+    except OSError:
+        debian = platform.system()
+    return {"nproc": os.cpu_count(), "kernel": platform.release(), "os": debian,
             "mem_gib": round(mem / (1 << 30), 1), "cpu": cpu}
 
 
@@ -483,8 +499,12 @@ def write_report(args, out, s, cases, variants, has_compress, m, elapsed, cmdlin
     L = []
     L.append("# criu dump --tmp-file: frozen-time benchmark")
     L.append("")
-    L.append("Produced by `%s` in %.0f s on %s, %d CPUs (%s), %.1f GiB, kernel %s." % (
-        cmdline, elapsed, m["host"], m["nproc"], m["cpu"], m["mem_gib"], m["kernel"]))
+    L.append("Produced by `%s` in %.0f s on %s: %s, kernel %s, nproc %d (%s), %.1f GiB memory; "
+             "load average %s at the start, %s at the end (other work on the machine adds noise)." % (
+                 cmdline, elapsed, m["host"], m["os"], m["kernel"], m["nproc"], m["cpu"], m["mem_gib"],
+                 m["load_start"], m["load_end"]))
+    L.append("Patched criu built from this repository at %s; unpatched criu 4.1.1 built from "
+             "the sha256-verified upstream tarball (bench/pristine.sh)." % m["commit"])
     L.append("Medians of %s repetitions per row (n below), variants interleaved in a shuffled order "
              "within each repetition. Files and images on two tmpfs mounts; the dumped process "
              "(bench/holder.c) holds up to %d of the files open and has its cwd in their directory." % (
@@ -494,13 +514,17 @@ def write_report(args, out, s, cases, variants, has_compress, m, elapsed, cmdlin
         L.append("**This criu has no `--tmp-file-compress`: only its built-in gzip was measured; "
                  "zstd and none were skipped.**")
     L.append("")
-    L.append("Frozen = `frozen_time` from stats-dump.img. Added = frozen(--tmp-file) − frozen(without "
-             "--tmp-file), both medians; for copy and seed it is their wall time. Ratio = added / plain copy. "
+    L.append("Frozen = `frozen_time` from CRIU's stats-dump image. Added = frozen(--tmp-file) − frozen(without "
+             "--tmp-file), both medians; for copy and seed it is their wall time. IQR = interquartile range "
+             "of the frozen time (copy, seed: of the wall time). Ratio = added / plain copy. "
              "Image = the tmp-files archive (seed: its tar.gz). Restore = wall time of `criu restore -d` "
-             "(for --tmp-file, after the directory was moved away).")
+             "(for --tmp-file, after the saved directory was moved away, so that the files come from "
+             "the image; restore stages them on the same tmpfs). Every restored process is checked "
+             "alive, then killed by pid and reaped; restored files are compared with the originals "
+             "(names, modes, sizes, mtimes; content in the first repetition).")
     L.append("")
-    L.append("| case | variant | n | frozen ms | added ms | added / copy | dump wall ms | image MiB | restore ms |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| case | variant | n | frozen ms | IQR ms | added ms | added / copy | dump wall ms | image MiB | restore ms |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in s:
         for v in variants:
             if v not in s[c]:
@@ -509,8 +533,9 @@ def write_report(args, out, s, cases, variants, has_compress, m, elapsed, cmdlin
             frozen = r["frozen_ms"] if v not in ("copy", "seed") else None
             ratio = "%.2fx" % r["ratio"] if r.get("ratio") is not None else "—"
             img = r.get("image_bytes")
-            L.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s |" % (
-                case_desc[c], LABELS[v], r["n"], fmt(frozen), fmt(r.get("added_ms")), ratio,
+            L.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                case_desc[c], LABELS[v], r["n"], fmt(frozen), fmt(iqr(r["frozen_all"])),
+                fmt(r.get("added_ms")), ratio,
                 fmt(r.get("dump_ms")), "—" if img is None else "%.2f" % (img / MiB),
                 fmt(r.get("restore_ms"))))
     L.append("")
@@ -525,7 +550,7 @@ def write_report(args, out, s, cases, variants, has_compress, m, elapsed, cmdlin
 
 
 def plot(out, s, cases, variants):
-    cols = [v for v in ("copy", "seed", "tmp-file", "gzip", "zstd", "none") if v in variants]
+    cols = [v for v in ("tmp-file", "gzip", "zstd", "none", "copy", "seed") if v in variants]
     with open(out / "frozen-time.dat", "w") as f:
         f.write('"size (MiB)" ' + " ".join('"%s"' % LABELS[v] for v in cols) + "\n")
         for c in cases:
@@ -572,6 +597,7 @@ def main():
     signal.signal(signal.SIGHUP, lambda *a: sys.exit("bench: hangup"))
 
     t_start = time.monotonic()
+    load_start = loadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -584,7 +610,12 @@ def main():
     if not CRIU.exists():
         sys.exit("bench: %s is missing, run make build" % CRIU)
 
-    has_compress = has_compress_option(CRIU)
+    # Snapshot the patched binary and load pycriu now: the build tree may
+    # be rebuilt by someone else while the benchmark runs.
+    criu = WORK / "criu-patched"
+    shutil.copy2(CRIU, criu)
+    import pycriu  # noqa: F401
+    has_compress = has_compress_option(criu)
     tmpv = list(COMPRESSIONS) if has_compress else ["tmp-file"]
     variants = ["unpatched", "without"] + tmpv + ["copy", "seed"]
     log("criu %s; --tmp-file-compress %s; variants: %s" % (
@@ -603,6 +634,9 @@ def main():
     biggest = max(c["bytes"] for c in cases)
 
     m = machine()
+    m["load_start"] = load_start
+    m["commit"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                                 capture_output=True, text=True).stdout.strip() or "?"
     m["host"] = "this machine (%s)" % platform.node()
     res = {c["name"]: {v: [] for v in variants} for c in cases}
     data_mnt = Path("/tmp")  # inside our own mount namespace only
@@ -620,7 +654,7 @@ def main():
             make_case(rng, pool, c, data / c["name"])
         log("generated %.0f MiB of data in %.1f s" % (total / MiB, time.monotonic() - t0))
 
-        runner = Runner(args, CRIU, pristine, holder, data, img_mnt)
+        runner = Runner(args, criu, pristine, holder, data, img_mnt)
         for c in cases:
             t0 = time.monotonic()
             for rep in range(args.reps):
@@ -638,6 +672,7 @@ def main():
         umount_all()
 
     elapsed = time.monotonic() - t_start
+    m["load_end"] = loadavg()
     with open(out / "raw.json", "w") as f:
         json.dump({"machine": m, "variants": variants, "cases": cases, "results": res,
                    "has_compress": has_compress, "elapsed_s": elapsed}, f, indent=1)
