@@ -450,22 +450,152 @@ static int add_auto_files(void)
 	return 0;
 }
 
+/* The manifest's entries: what tar archived, walked while still frozen */
+static struct {
+	TmpFileEntry **entries;
+	dev_t *devs; /* of each entry, to find hardlinks */
+	ino_t *inos;
+	size_t nr, size;
+	size_t prefix_len; /* of proc_root */
+	int err;
+} manifest;
+
+static bool excluded(const char *path)
+{
+	int i;
+
+	for (i = 0; tar_excludes[i]; i++)
+		if (!strcmp(tar_excludes[i] + strlen("--exclude="), path + 1))
+			return true;
+	return false;
+}
+
+/* The first entry for the same inode, when the file has other links */
+static TmpFileEntry *first_link(const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < manifest.nr; i++)
+		if (manifest.entries[i]->type == TMP_FILE_ENTRY__KIND__REG && manifest.inos[i] == st->st_ino &&
+		    manifest.devs[i] == st->st_dev)
+			return manifest.entries[i];
+	return NULL;
+}
+
+static int collect_manifest_entry(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
+{
+	const char *path = fpath + manifest.prefix_len;
+	TmpFileEntry *e, *first;
+	char target[PATH_MAX];
+	ssize_t len;
+
+	if (excluded(path))
+		return FTW_SKIP_SUBTREE;
+	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
+		return FTW_CONTINUE;
+
+	if (manifest.nr == manifest.size) {
+		manifest.size = manifest.size * 2 ?: 64;
+		if (xrealloc_safe(&manifest.entries, manifest.size * sizeof(*manifest.entries)) ||
+		    xrealloc_safe(&manifest.devs, manifest.size * sizeof(*manifest.devs)) ||
+		    xrealloc_safe(&manifest.inos, manifest.size * sizeof(*manifest.inos)))
+			goto err;
+	}
+	e = xmalloc(sizeof(*e));
+	if (!e)
+		goto err;
+	tmp_file_entry__init(e);
+	manifest.entries[manifest.nr] = e;
+	manifest.devs[manifest.nr] = st->st_dev;
+	manifest.inos[manifest.nr] = st->st_ino;
+	manifest.nr++;
+
+	e->path = xstrdup(path);
+	e->mode = st->st_mode & 07777;
+	e->uid = st->st_uid;
+	e->gid = st->st_gid;
+	e->has_mtime_sec = e->has_mtime_nsec = true;
+	e->mtime_sec = st->st_mtim.tv_sec;
+	e->mtime_nsec = st->st_mtim.tv_nsec;
+
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG:
+		first = st->st_nlink > 1 ? first_link(st) : NULL;
+		if (first) {
+			e->type = TMP_FILE_ENTRY__KIND__HARDLINK;
+			e->target = xstrdup(first->path);
+		} else {
+			e->type = TMP_FILE_ENTRY__KIND__REG;
+			e->has_size = true;
+			e->size = st->st_size;
+		}
+		break;
+	case S_IFDIR:
+		e->type = TMP_FILE_ENTRY__KIND__DIR;
+		break;
+	case S_IFLNK:
+		e->type = TMP_FILE_ENTRY__KIND__SYMLINK;
+		len = readlink(fpath, target, sizeof(target) - 1);
+		if (len < 0) {
+			pr_perror("Can't read link %s", path);
+			goto err;
+		}
+		target[len] = '\0';
+		e->target = xstrdup(target);
+		break;
+	case S_IFIFO:
+		e->type = TMP_FILE_ENTRY__KIND__FIFO;
+		break;
+	case S_IFCHR:
+		e->type = TMP_FILE_ENTRY__KIND__CHR;
+		break;
+	default:
+		e->type = TMP_FILE_ENTRY__KIND__BLK;
+		break;
+	}
+	if (!e->path || ((e->type == TMP_FILE_ENTRY__KIND__HARDLINK || e->type == TMP_FILE_ENTRY__KIND__SYMLINK) && !e->target))
+		goto err;
+	return FTW_CONTINUE;
+err:
+	manifest.err = -1;
+	return FTW_STOP;
+}
+
 static int write_manifest(void)
 {
 	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+	char full[PATH_MAX];
 	struct cr_img *img;
-	int ret;
+	size_t i;
+	int ret = -1;
+
+	manifest.prefix_len = strlen(proc_root);
+	for (i = 0; i < nr_saved_paths; i++) {
+		snprintf(full, sizeof(full), "%s%s", proc_root, saved_paths[i]);
+		if (nftw(full, collect_manifest_entry, 64, FTW_PHYS | FTW_ACTIONRETVAL) || manifest.err) {
+			pr_err("Can't list %s for the --tmp-file manifest\n", saved_paths[i]);
+			goto out;
+		}
+	}
 
 	me.n_paths = nr_saved_paths;
 	me.paths = saved_paths;
 	me.format = "posix";
 	me.compression = (char *)compressors[opts.tmp_files_compress].name;
+	me.n_entries = manifest.nr;
+	me.entries = manifest.entries;
 
 	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
 	if (!img)
-		return -1;
+		goto out;
 	ret = pb_write_one(img, &me, PB_TMP_FILES_MANIFEST);
 	close_image(img);
+out:
+	for (i = 0; i < manifest.nr; i++)
+		tmp_file_entry__free_unpacked(manifest.entries[i], NULL);
+	xfree(manifest.entries);
+	xfree(manifest.devs);
+	xfree(manifest.inos);
 	return ret;
 }
 
@@ -960,13 +1090,86 @@ static bool path_normalised(const char *path)
 static struct {
 	char **paths; /* sorted with path_cmp */
 	size_t nr;
+	TmpFileEntry **entries; /* sorted by path */
+	bool *seen;
+	size_t nr_entries;
 	size_t stage_len;
 	unsigned int nr_files;
 } staged;
 
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp((*(TmpFileEntry **)a)->path, (*(TmpFileEntry **)b)->path);
+}
+
+static const char *entry_mismatch(const TmpFileEntry *e, const char *fpath, const struct stat *st)
+{
+	static const unsigned int types[] = {
+		[TMP_FILE_ENTRY__KIND__REG] = S_IFREG,
+		[TMP_FILE_ENTRY__KIND__DIR] = S_IFDIR,
+		[TMP_FILE_ENTRY__KIND__SYMLINK] = S_IFLNK,
+		[TMP_FILE_ENTRY__KIND__HARDLINK] = S_IFREG,
+		[TMP_FILE_ENTRY__KIND__FIFO] = S_IFIFO,
+		[TMP_FILE_ENTRY__KIND__CHR] = S_IFCHR,
+		[TMP_FILE_ENTRY__KIND__BLK] = S_IFBLK,
+	};
+	char target[PATH_MAX];
+	struct stat first;
+	ssize_t len;
+
+	if (e->type >= ARRAY_SIZE(types) || (st->st_mode & S_IFMT) != types[e->type])
+		return "type";
+	if ((st->st_mode & 07777) != e->mode)
+		return "mode";
+	if (st->st_uid != e->uid || st->st_gid != e->gid)
+		return "owner";
+	if (e->type == TMP_FILE_ENTRY__KIND__REG && st->st_size != e->size)
+		return "size";
+	if (st->st_mtim.tv_sec != e->mtime_sec || st->st_mtim.tv_nsec != e->mtime_nsec)
+		return "mtime";
+	if (e->type == TMP_FILE_ENTRY__KIND__SYMLINK) {
+		len = readlink(fpath, target, sizeof(target) - 1);
+		if (len < 0 || !e->target || strncmp(target, e->target, len) || e->target[len])
+			return "symlink target";
+	}
+	if (e->type == TMP_FILE_ENTRY__KIND__HARDLINK) {
+		char *t = e->target ? xsprintf("%.*s%s", (int)staged.stage_len, fpath, e->target) : NULL;
+
+		len = t ? lstat(t, &first) : -1;
+		xfree(t);
+		if (len || first.st_ino != st->st_ino || first.st_dev != st->st_dev)
+			return "hardlink";
+	}
+	return NULL;
+}
+
+/* An entry inside a saved path must be in the manifest, as dump saw it */
+static int check_entry(const char *path, const char *fpath, const struct stat *st)
+{
+	TmpFileEntry key = { .path = (char *)path }, *k = &key, **e;
+	const char *what;
+
+	e = bsearch(&k, staged.entries, staged.nr_entries, sizeof(*staged.entries), entry_cmp);
+	if (!e) {
+		pr_err("The --tmp-file archive has %s, which is not in its manifest: refusing to restore\n", path);
+		return -1;
+	}
+	what = entry_mismatch(*e, fpath, st);
+	if (what) {
+		pr_err("The --tmp-file archive does not match its manifest at %s (%s): refusing to restore\n", path,
+		       what);
+		return -1;
+	}
+	staged.seen[e - staged.entries] = true;
+	if (!S_ISDIR(st->st_mode))
+		staged.nr_files++;
+	return 0;
+}
+
 /*
- * Every member must be one of the saved paths, inside one, or a parent
- * directory of one: anything else was not written by dump.
+ * Every member must be one of the saved paths or inside one, and match
+ * the manifest, or be a parent directory of one: anything else was not
+ * written by dump.
  */
 static int check_one_staged(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -977,25 +1180,20 @@ static int check_one_staged(const char *fpath, const struct stat *st, int type, 
 		return 0;
 
 	lo = paths_lower_bound(staged.paths, staged.nr, path);
+	/* A non-zero return stops the walk: 1 is a refusal, -1 nftw's error */
+	if ((lo > 0 && path_within(path, staged.paths[lo - 1])) || (lo < staged.nr && !strcmp(staged.paths[lo], path)))
+		return check_entry(path, fpath, st) ? 1 : 0;
+	if (lo < staged.nr && path_within(staged.paths[lo], path) && S_ISDIR(st->st_mode))
+		return 0;
 
-	if (lo > 0 && path_within(path, staged.paths[lo - 1]))
-		goto ok;
-	if (lo < staged.nr && path_within(staged.paths[lo], path)) {
-		if (!strcmp(staged.paths[lo], path) || S_ISDIR(st->st_mode))
-			goto ok;
-	}
 	pr_err("The --tmp-file archive has %s, which dump did not save: refusing to restore\n", path);
-	return -1;
-ok:
-	if (!S_ISDIR(st->st_mode))
-		staged.nr_files++;
-	return 0;
+	return 1;
 }
 
 static int check_staged(const char *stage, TmpFilesManifestEntry *me)
 {
 	size_t i;
-	int ret;
+	int ret = -1;
 
 	for (i = 0; i < me->n_paths; i++) {
 		if (!path_normalised(me->paths[i])) {
@@ -1006,14 +1204,35 @@ static int check_staged(const char *stage, TmpFilesManifestEntry *me)
 
 	staged.paths = me->paths;
 	staged.nr = me->n_paths;
+	qsort(staged.paths, staged.nr, sizeof(*staged.paths), path_cmp);
+	staged.entries = me->entries;
+	staged.nr_entries = me->n_entries;
+	qsort(staged.entries, staged.nr_entries, sizeof(*staged.entries), entry_cmp);
+	staged.seen = xzalloc(staged.nr_entries + 1);
+	if (!staged.seen)
+		return -1;
 	staged.stage_len = strlen(stage);
 	staged.nr_files = 0;
-	qsort(staged.paths, staged.nr, sizeof(*staged.paths), path_cmp);
 
 	ret = nftw(stage, check_one_staged, 64, FTW_PHYS);
-	if (ret > 0)
+	if (ret < 0)
 		pr_perror("Can't walk the staging directory %s", stage);
-	return ret ? -1 : 0;
+	if (ret) {
+		ret = -1;
+		goto out;
+	}
+	ret = -1;
+	for (i = 0; i < staged.nr_entries; i++) {
+		if (!staged.seen[i]) {
+			pr_err("The --tmp-file archive lacks %s, which is in its manifest: refusing to restore\n",
+			       staged.entries[i]->path);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	xfree(staged.seen);
+	return ret;
 }
 
 static int place_all(const char *stage, const char *root, TmpFilesManifestEntry *me)

@@ -1,5 +1,6 @@
 """--tmp-file: compression choice, fault injection, hostile images."""
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,18 @@ ARCHIVE = "tmp-files.tar.img"
 def snapshot(d):
     return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
             for p in sorted(d.rglob("*"))}
+
+
+def tamper(images, change):
+    """Rewrite the archive, changing its members (an attacker's edit)."""
+    path = images / ARCHIVE
+    with tarfile.open(path) as t:
+        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for m, data in change(members):
+            t.addfile(m, io.BytesIO(data) if data is not None else None)
+    path.write_bytes(buf.getvalue())
 
 
 @pytest.mark.parametrize("compress, magic", [
@@ -85,22 +98,6 @@ def test_fault_in_placement_changes_nothing(app, criu):
     wait_gone(app.pid)  # the task criu forked is gone
 
 
-def rewrite_archive(images, add):
-    """Re-create the gzip archive with extra members (an attacker's edit)."""
-    path = images / ARCHIVE
-    with tarfile.open(path) as t:
-        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
-        for m, data in members:
-            t.addfile(m, io.BytesIO(data) if data is not None else None)
-        for name, data in add:
-            m = tarfile.TarInfo(name)
-            m.size = len(data)
-            t.addfile(m, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-
-
 def test_member_outside_saved_paths_is_refused(app, criu, tmpdir_tmp):
     app.start()
     r = criu.dump(app.pid, "--tmp-file", str(app.dir))
@@ -108,7 +105,12 @@ def test_member_outside_saved_paths_is_refused(app, criu, tmpdir_tmp):
     app.wait_dead()
     victim = tmpdir_tmp / "victim"
     victim.write_text("original\n")
-    rewrite_archive(criu.images, [(str(victim).lstrip("/"), b"owned\n")])
+    def plant(members):
+        m = tarfile.TarInfo(str(victim).lstrip("/"))
+        m.size = 6
+        return members + [(m, b"owned\n")]
+
+    tamper(criu.images, plant)
     before = snapshot(app.dir)
 
     r = criu.restore()
@@ -163,9 +165,68 @@ def test_crit_shows_the_manifest(app, criu):
     out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / "tmp-files-manifest.img")],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    assert '"magic": "TMP_FILES_MANIFEST"' in out.stdout
-    assert '"%s"' % app.dir in out.stdout and '"compression": "gzip"' in out.stdout
-    assert "state" not in out.stdout  # saved with its directory
+    img = json.loads(out.stdout)
+    assert img["magic"] == "TMP_FILES_MANIFEST"
+    m = img["entries"][0]
+    # The state file is saved with its directory: one path.
+    assert m["paths"] == [str(app.dir)] and m["compression"] == "gzip"
+    entries = {e["path"]: e for e in m["entries"]}
+    assert sorted(entries) == [str(app.dir)] + [str(app.dir / n) for n in ("app.conf", "app.log", "state")]
+    st = os.stat(app.dir / "app.conf")
+    conf = entries[str(app.dir / "app.conf")]
+    assert conf["type"] == "REG" and conf["size"] == st.st_size == 10
+    assert conf["mode"] == st.st_mode & 0o7777 and conf["uid"] == 0
+    assert conf["mtime_sec"] * 10**9 + conf["mtime_nsec"] == st.st_mtime_ns
+    assert entries[str(app.dir)]["type"] == "DIR"
+
+
+def grow(members):
+    for m, data in members:
+        if m.name.endswith("app.conf"):
+            data = data + b"evil=1\n"
+            m.size = len(data)
+        yield m, data
+
+
+def setuid(members):
+    for m, data in members:
+        if m.name.endswith("app.conf"):
+            m.mode |= 0o4000
+        yield m, data
+
+
+def extra(members):
+    yield from members
+    m, data = next((m, d) for m, d in members if m.name.endswith("app.conf"))
+    m2 = tarfile.TarInfo(m.name.replace("app.conf", "planted"))
+    m2.size, m2.mtime = len(data), m.mtime
+    yield m2, data
+
+
+def missing(members):
+    return [(m, d) for m, d in members if not m.name.endswith("app.conf")]
+
+
+@pytest.mark.parametrize("change, message", [
+    (grow, "does not match its manifest at {dir}/app.conf (size)"),
+    (setuid, "does not match its manifest at {dir}/app.conf (mode)"),
+    (extra, "has {dir}/planted, which is not in its manifest"),
+    (missing, "lacks {dir}/app.conf, which is in its manifest"),
+])
+def test_archive_not_matching_its_manifest_is_refused(app, criu, change, message):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    tamper(criu.images, change)
+    shutil.rmtree(app.dir)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert message.format(dir=app.dir) in r.output, r
+    assert "refusing to restore" in r.output
+    assert not app.dir.exists()
+    wait_gone(app.pid)
 
 
 def test_crit_explains_the_raw_archive(app, criu):
