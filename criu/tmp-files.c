@@ -4,8 +4,10 @@
  *
  * Dump: the paths are checked before the tree is frozen; while it is
  * frozen, GNU tar archives them, as the root task sees them, into the raw
- * image tmp-files.tar.img, and the list of paths and the compression go
- * into the tmp-files-manifest.img image.
+ * image tmp-files.tar.img, and the paths and every archived entry go into
+ * the tmp-files-manifest.img image. The archive is compressed only after
+ * the tree is resumed: compressing is what takes time, and the tree must
+ * not wait for it.
  *
  * Restore: before any task is created, the archive is extracted into a
  * staging directory. Every saved entry is then prepared under a temporary
@@ -50,14 +52,11 @@
 
 static const struct compressor {
 	const char *name;
-	char *dump_opt;	   /* tar option at dump, NULL for none */
-	char *restore_opt; /* tar option at restore */
-	char *program;	   /* must be in PATH at dump */
+	char *argv[5]; /* compresses stdin to stdout; argv[0] must be in PATH */
 } compressors[] = {
-	[TMP_FILES_GZIP] = { "gzip", "--gzip", "--gzip", "gzip" },
-	/* All cores: the tree is frozen while this runs */
-	[TMP_FILES_ZSTD] = { "zstd", "--use-compress-program=zstd -T0", "--zstd", "zstd" },
-	[TMP_FILES_NONE] = { "none", NULL, NULL, NULL },
+	[TMP_FILES_GZIP] = { "gzip", { "gzip", "--stdout", NULL } },
+	[TMP_FILES_ZSTD] = { "zstd", { "zstd", "-T0", "--quiet", "--stdout", NULL } },
+	[TMP_FILES_NONE] = { "none", { NULL } },
 };
 
 int tmp_files_set_compress(const char *name)
@@ -214,9 +213,9 @@ static int check_programs(void)
 		pr_err("--tmp-file needs GNU tar, but tar in PATH is not GNU tar\n");
 		return -1;
 	}
-	if (c->program && run_version(c->program, buf, sizeof(buf))) {
+	if (c->argv[0] && run_version(c->argv[0], buf, sizeof(buf))) {
 		pr_err("--tmp-file-compress %s needs %s, but \"%s --version\" failed (is it in PATH?)\n", c->name,
-		       c->program, c->program);
+		       c->argv[0], c->argv[0]);
 		return -1;
 	}
 	return 0;
@@ -561,48 +560,59 @@ err:
 	return FTW_STOP;
 }
 
-static int write_manifest(void)
+static int collect_manifest(void)
 {
-	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
 	char full[PATH_MAX];
-	struct cr_img *img;
 	size_t i;
-	int ret = -1;
 
 	manifest.prefix_len = strlen(proc_root);
 	for (i = 0; i < nr_saved_paths; i++) {
 		snprintf(full, sizeof(full), "%s%s", proc_root, saved_paths[i]);
 		if (nftw(full, collect_manifest_entry, 64, FTW_PHYS | FTW_ACTIONRETVAL) || manifest.err) {
 			pr_err("Can't list %s for the --tmp-file manifest\n", saved_paths[i]);
-			goto out;
+			return -1;
 		}
 	}
+	return 0;
+}
 
-	me.n_paths = nr_saved_paths;
-	me.paths = saved_paths;
-	me.format = "posix";
-	me.compression = (char *)compressors[opts.tmp_files_compress].name;
-	me.n_entries = manifest.nr;
-	me.entries = manifest.entries;
+static void free_manifest(void)
+{
+	size_t i;
 
-	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
-	if (!img)
-		goto out;
-	ret = pb_write_one(img, &me, PB_TMP_FILES_MANIFEST);
-	close_image(img);
-out:
 	for (i = 0; i < manifest.nr; i++)
 		tmp_file_entry__free_unpacked(manifest.entries[i], NULL);
 	xfree(manifest.entries);
 	xfree(manifest.devs);
 	xfree(manifest.inos);
+	memzero(&manifest, sizeof(manifest));
+}
+
+/* Written while frozen ("none"), then again once the archive is compressed */
+static int write_manifest(const char *compression)
+{
+	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+	struct cr_img *img;
+	int ret;
+
+	me.n_paths = nr_saved_paths;
+	me.paths = saved_paths;
+	me.format = "posix";
+	me.compression = (char *)compression;
+	me.n_entries = manifest.nr;
+	me.entries = manifest.entries;
+
+	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
+	if (!img)
+		return -1;
+	ret = pb_write_one(img, &me, PB_TMP_FILES_MANIFEST);
+	close_image(img);
 	return ret;
 }
 
 static char **tar_create_argv(void)
 {
 	static char *argv[32];
-	char *compress = compressors[opts.tmp_files_compress].dump_opt;
 	int n = 0, i;
 
 	argv[n++] = "tar";
@@ -617,8 +627,6 @@ static char **tar_create_argv(void)
 	argv[n++] = "--xattrs";
 	argv[n++] = "--xattrs-include=*";
 	argv[n++] = "--acls";
-	if (compress)
-		argv[n++] = compress;
 	/* Names are literal, excludes are whole member names */
 	argv[n++] = "--no-wildcards";
 	argv[n++] = "--anchored";
@@ -672,7 +680,50 @@ int dump_tmp_files(void)
 		return -1;
 	}
 
-	return write_manifest();
+	ret = collect_manifest() ?: write_manifest("none");
+	if (ret || opts.tmp_files_compress == TMP_FILES_NONE)
+		free_manifest();
+	return ret;
+}
+
+/*
+ * Called once the tree is resumed (or killed): compress the archive now
+ * that nobody waits for it. The dump is complete already, so a failure
+ * here keeps the archive as it is, uncompressed, and says so.
+ */
+void tmp_files_compress_after_dump(void)
+{
+	const struct compressor *c = &compressors[opts.tmp_files_compress];
+	const char *name = imgset_template[CR_FD_TMP_FILES].fmt;
+	int dfd = get_service_fd(IMG_FD_OFF), in = -1, out = -1, ret = -1;
+	char tmp[64];
+
+	if (!manifest.entries)
+		return;
+
+	snprintf(tmp, sizeof(tmp), "%s.%s", name, c->name);
+	in = openat(dfd, name, O_RDONLY);
+	out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (in < 0 || out < 0) {
+		pr_perror("Can't open %s or %s to compress it", name, tmp);
+		goto out;
+	}
+	ret = cr_system(in, out, -1, c->argv[0], c->argv, 0);
+	if (!ret && (fsync(out) || renameat(dfd, tmp, dfd, name))) {
+		pr_perror("Can't replace %s with %s", name, tmp);
+		ret = -1;
+	}
+out:
+	close_safe(&in);
+	close_safe(&out);
+	if (ret) {
+		unlinkat(dfd, tmp, 0);
+		pr_warn("The --tmp-file archive %s stays uncompressed\n", name);
+	} else if (write_manifest(c->name)) {
+		/* Restore recognises the compression by itself */
+		pr_warn("Can't record the compression of %s in the manifest\n", name);
+	}
+	free_manifest();
 }
 
 /*
@@ -1273,7 +1324,7 @@ static const struct compressor *find_compressor(const char *name)
 	return NULL;
 }
 
-static int extract_archive(const char *stage, const struct compressor *c)
+static int extract_archive(const char *stage)
 {
 	struct cr_img *img;
 	int ret;
@@ -1288,11 +1339,10 @@ static int extract_archive(const char *stage, const struct compressor *c)
 	}
 
 	ret = cr_system(img_raw_fd(img), -1, -1, "tar",
-			(char *[]){ "tar", "--extract", "--file=-", "--directory", (char *)stage, "--numeric-owner",
-				    "--preserve-permissions", "--same-owner", "--xattrs", "--xattrs-include=*",
-				    "--acls", "--no-unquote", "--no-wildcards",
-				    /* last: NULL for no compression */
-				    c->restore_opt, NULL },
+			/* A regular file: tar recognises the compression itself */
+			(char *[]){ "tar", "--extract", "--file=/proc/self/fd/0", "--directory", (char *)stage,
+				    "--numeric-owner", "--preserve-permissions", "--same-owner", "--xattrs",
+				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
 			0);
 	close_image(img);
 	if (ret)
@@ -1305,7 +1355,6 @@ static int extract_archive(const char *stage, const struct compressor *c)
 static int restore_into(const char *root)
 {
 	TmpFilesManifestEntry *me = NULL;
-	const struct compressor *c;
 	char stage[PATH_MAX];
 	struct cr_img *img;
 	struct stat st;
@@ -1324,8 +1373,7 @@ static int restore_into(const char *root)
 		return -1;
 
 	ret = -1;
-	c = find_compressor(me->compression ?: "gzip");
-	if (!c)
+	if (me->compression && !find_compressor(me->compression))
 		goto out;
 
 	/* Stage on /tmp when there is one: most saved files live there */
@@ -1340,8 +1388,8 @@ static int restore_into(const char *root)
 	}
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(stage, c) ?: check_staged(stage, me) ?:
-								     place_all(stage, root, me);
+	ret = extract_archive(stage) ?: check_staged(stage, me) ?:
+								  place_all(stage, root, me);
 
 	if (rmrf(stage))
 		pr_perror("Can't remove the staging directory %s", stage);

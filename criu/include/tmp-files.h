@@ -32,6 +32,7 @@ extern int tmp_files_set_compress(const char *name);
 extern int tmp_files_prepare_dump(pid_t root_pid);
 extern int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct stat *st);
 extern int dump_tmp_files(void);
+extern void tmp_files_compress_after_dump(void);
 
 /* Restore: put the saved files back before any task opens a file */
 extern int restore_tmp_files(void);

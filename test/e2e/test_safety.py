@@ -243,3 +243,25 @@ def test_crit_explains_the_raw_archive(app, criu):
     assert "Unknown magic" not in out.stderr
     listing = subprocess.run(["tar", "-tvf", archive], capture_output=True, text=True, check=True)
     assert str(app.dir / "state").lstrip("/") in listing.stdout
+
+
+def test_compression_failing_after_the_dump_keeps_the_archive(app, criu, workdir):
+    """Compression runs after the tree is resumed: its failure loses nothing."""
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    (bindir / "gzip").write_text('#!/bin/sh\n[ "$1" = --version ] && { echo "gzip 1.12"; exit 0; }\nexit 1\n')
+    (bindir / "gzip").chmod(0o755)
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir),
+                  env=dict(os.environ, PATH="%s:%s" % (bindir, os.environ["PATH"])))
+    assert r.returncode == 0, r
+    assert "The --tmp-file archive tmp-files.tar.img stays uncompressed" in r.output
+    with tarfile.open(criu.images / ARCHIVE, "r:") as t:  # plain tar
+        assert str(app.dir / "state").lstrip("/") in t.getnames()
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    app.restored()
+    assert app.tick()["ticks"] == before["ticks"] + 1
