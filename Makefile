@@ -67,7 +67,7 @@ distclean:
 # zdtm, CRIU's own test suite, in the assembled tree: the --tmp-file tests
 # in the h, ns and uns flavors, then upstream's tests against an unpatched
 # build (see scripts/zdtm-regress.list).
-ZDTM_TESTS   := tmp_file00 tmp_file01 tmp_file02 tmp_file03
+ZDTM_TESTS   := tmp_file00 tmp_file01 tmp_file02 tmp_file03 tmp_file04
 ZDTM_FLAVORS ?= h,ns,uns
 ZDTM         := cd $(TREE)/test && PYENV_VERSION=system $(PYTHON) zdtm.py
 
