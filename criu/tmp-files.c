@@ -29,6 +29,7 @@
 #include <sys/xattr.h>
 
 #include "cr_options.h"
+#include "crtools.h"
 #include "fault-injection.h"
 #include "filesystems.h"
 #include "image.h"
@@ -511,8 +512,9 @@ static int collect_manifest_entry(const char *fpath, const struct stat *st, int 
 
 	e->path = xstrdup(path);
 	e->mode = st->st_mode & 07777;
-	e->uid = st->st_uid;
-	e->gid = st->st_gid;
+	/* As the tree sees them: tar runs in its user namespace too */
+	e->uid = userns_uid(st->st_uid);
+	e->gid = userns_gid(st->st_gid);
 	e->has_mtime_sec = e->has_mtime_nsec = true;
 	e->mtime_sec = st->st_mtim.tv_sec;
 	e->mtime_nsec = st->st_mtim.tv_nsec;
@@ -666,7 +668,12 @@ int dump_tmp_files(void)
 	if (!img)
 		return -1;
 
-	ret = cr_system(names_fd, img_raw_fd(img), -1, "tar", tar_create_argv(), 0);
+	/*
+	 * In the tree's user namespace, the owners are archived as the tree
+	 * sees them, and restore, which runs tar there too, maps them back.
+	 */
+	ret = cr_system_userns(names_fd, img_raw_fd(img), -1, "tar", tar_create_argv(), 0,
+			       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
 	if (!ret && fault_injected(FI_TMP_FILES_ARCHIVE)) {
 		pr_err("Fault injected: the archive step fails\n");
 		ret = -1;
@@ -703,7 +710,7 @@ void tmp_files_compress_after_dump(void)
 
 	snprintf(tmp, sizeof(tmp), "%s.%s", name, c->name);
 	in = openat(dfd, name, O_RDONLY);
-	out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL, CR_FD_PERM);
 	if (in < 0 || out < 0) {
 		pr_perror("Can't open %s or %s to compress it", name, tmp);
 		goto out;
@@ -1398,28 +1405,38 @@ out:
 	return ret;
 }
 
+static const char *restore_root(void)
+{
+	/* "/" is the empty prefix: paths are joined as root + "/" + rel */
+	return opts.root && strcmp(opts.root, "/") ? opts.root : "";
+}
+
 /* Called before any task is created */
 int restore_tmp_files(void)
 {
-	/* The tree's own mounts don't exist yet: see restore_tmp_files_mntns() */
-	if (root_ns_mask & CLONE_NEWNS)
+	/*
+	 * The tree's own mounts don't exist yet, nor its user namespace, in
+	 * which owners must be set: see restore_tmp_files_in_ns().
+	 */
+	if (root_ns_mask & (CLONE_NEWNS | CLONE_NEWUSER))
 		return 0;
 
-	return restore_into(opts.root && strcmp(opts.root, "/") ? opts.root : "");
+	return restore_into(restore_root());
 }
 
 /*
  * With a restored mount namespace the files go where the tree will look
  * for them: into that namespace, once its mounts are in place. Called by
- * the root task before any other task is forked and opens a file.
+ * the root task, in the tree's namespaces, before any other task is
+ * forked and opens a file.
  */
-int restore_tmp_files_mntns(void)
+int restore_tmp_files_in_ns(void)
 {
 	struct ns_id *mntns;
 	int root_fd, cwd_fd, ret;
 
 	if (!(root_ns_mask & CLONE_NEWNS))
-		return 0;
+		return root_ns_mask & CLONE_NEWUSER ? restore_into(restore_root()) : 0;
 
 	mntns = lookup_ns_by_id(root_item->ids->mnt_ns_id, &mnt_ns_desc);
 	root_fd = mntns ? mntns_get_root_fd(mntns) : -1;

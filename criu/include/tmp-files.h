@@ -36,6 +36,6 @@ extern void tmp_files_compress_after_dump(void);
 
 /* Restore: put the saved files back before any task opens a file */
 extern int restore_tmp_files(void);
-extern int restore_tmp_files_mntns(void);
+extern int restore_tmp_files_in_ns(void);
 
 #endif /* __CR_TMP_FILES_H__ */
