@@ -26,7 +26,11 @@ whose /tmp is a tmpfs) and a second tmpfs holds the images. Both are
 unmounted at the end; nothing is visible outside the namespace.
 
 Writes bench/results/RESULTS.md, raw.json, frozen-time.dat and
-frozen-time.png. Run as root with /usr/bin/python3 (needs protobuf).
+frozen-time.png. Run as root with /usr/bin/python3 (needs protobuf), e.g.
+"make bench" or "make bench BENCH_ARGS='--reps 7'". If the patched criu
+has no --tmp-file-compress, only its built-in gzip is measured.
+"--from-raw bench/raw.json" rewrites the table and plot of a stored run.
+BENCH_CRIU=/path/to/criu measures another patched binary.
 """
 import argparse
 import ctypes
@@ -46,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 TREE = ROOT / "build/criu-4.1.1"
-CRIU = TREE / "criu/criu"
+CRIU = Path(os.environ.get("BENCH_CRIU", TREE / "criu/criu"))  # the patched criu
 WORK = ROOT / "build/bench"
 PR_SET_CHILD_SUBREAPER = 36
 MiB = 1 << 20
@@ -629,7 +633,7 @@ def main():
     tmpv = list(COMPRESSIONS) if has_compress else ["tmp-file"]
     variants = ["unpatched", "without"] + tmpv + ["copy", "seed"]
     log("criu %s; --tmp-file-compress %s; variants: %s" % (
-        CRIU.relative_to(ROOT), "present" if has_compress else "ABSENT (zstd/none skipped)",
+        CRIU, "present" if has_compress else "ABSENT (zstd/none skipped)",
         " ".join(variants)))
 
     cases = []
