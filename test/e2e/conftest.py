@@ -8,6 +8,7 @@ at teardown, also when the test fails. pytest is made a child subreaper so
 that tasks restored with "criu restore -d" are its children and are reaped
 at once (PID 1 on these machines reaps slowly).
 """
+import atexit
 import ctypes
 import json
 import os
@@ -22,8 +23,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CRIU = os.environ.get("CRIU", str(ROOT / "build/criu-4.1.1/criu/criu"))
-APPS = Path(__file__).resolve().parent / "apps"
 PR_SET_CHILD_SUBREAPER = 36
+
+# Tests mount empty tmpfs on /tmp, and the checkout may live under /tmp:
+# the helper programs and a copy of criu are kept under /var/tmp.
+BASE = Path("/var/tmp/criu-tmpfile-e2e")
+BASE.mkdir(parents=True, exist_ok=True)
+STAGE = Path(tempfile.mkdtemp(prefix="run.", dir=BASE))
+atexit.register(shutil.rmtree, STAGE, ignore_errors=True)
+APPS = STAGE / "apps"
+shutil.copytree(Path(__file__).resolve().parent / "apps", APPS)
+CRIU_OUTSIDE_TMP = str(STAGE / "criu")
+shutil.copy2(CRIU, CRIU_OUTSIDE_TMP)
 
 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
@@ -78,9 +89,10 @@ class CriuResult:
 
 
 class Criu:
-    def __init__(self, images, workdir):
+    def __init__(self, images, workdir, binary=CRIU):
         self.images = Path(images)
         self.workdir = Path(workdir)
+        self.binary = binary
         self.runs = 0
 
     def run(self, action, *args, images=None, env=None, wrapper=(), timeout=120):
@@ -88,7 +100,7 @@ class Criu:
         images = Path(images or self.images)
         images.mkdir(parents=True, exist_ok=True)
         log = self.workdir / ("%s-%d.log" % (action, self.runs))
-        cmd = list(wrapper) + [CRIU, action, "-D", str(images), "-o", str(log), "-v4"] + list(args)
+        cmd = list(wrapper) + [self.binary, action, "-D", str(images), "-o", str(log), "-v4"] + list(args)
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, env=env, timeout=timeout)
         return CriuResult(proc, log)
@@ -110,6 +122,8 @@ class Procs:
     def start(self, argv, **kw):
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("start_new_session", True)
+        # Not the checkout: restore must find the cwd, under any /tmp
+        kw.setdefault("cwd", "/")
         p = subprocess.Popen(argv, **kw)
         self.popens.append(p)
         self.pids.add(p.pid)
@@ -146,8 +160,7 @@ def procs():
 
 @pytest.fixture
 def workdir(request):
-    base = Path("/var/tmp/criu-tmpfile-e2e")
-    base.mkdir(parents=True, exist_ok=True)
+    base = BASE
     name = "".join(c if c.isalnum() or c in "_-" else "_" for c in request.node.name)
     d = Path(tempfile.mkdtemp(prefix=name[:40] + ".", dir=base))
     yield d

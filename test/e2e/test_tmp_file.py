@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, alive, wait_gone
+from conftest import CRIU, CRIU_OUTSIDE_TMP, alive, wait_gone
 
 ARCHIVE = "tmp-files.tar.img"
 MANIFEST = "tmp-files-manifest.img"
@@ -61,6 +61,7 @@ def test_restore_in_new_mount_ns_with_empty_tmp(app, criu):
     before, state, log = dump_and_wipe(app, criu, "--tmp-file", str(app.dir))
     wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                'mount -t tmpfs tmpfs /tmp && test -z "$(ls -A /tmp)" && exec "$0" "$@"']
+    criu.binary = CRIU_OUTSIDE_TMP  # the checkout may be under /tmp
     r = criu.restore(wrapper=wrapper)
     assert r.returncode == 0, r
     # The files exist in the restored task's namespace only.
