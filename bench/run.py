@@ -118,17 +118,23 @@ MOUNTS = []
 
 
 def mount_tmpfs(path, size):
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=1777" % size,
                     "criu-bench", str(path)], check=True)
-    MOUNTS.append(path)
+    MOUNTS.append((path, created))
 
 
 def umount_all():
     while MOUNTS:
-        path = MOUNTS.pop()
+        path, created = MOUNTS.pop()
         if subprocess.run(["umount", str(path)]).returncode:
             subprocess.run(["umount", "-l", str(path)])
+        if created:
+            try:
+                path.rmdir()
+            except OSError as e:
+                log("can't remove the mount point %s: %s" % (path, e))
 
 
 # ---------------------------------------------------------------- data
@@ -519,9 +525,10 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
     L.append("Patched criu built from this repository at %s; unpatched criu 4.1.1 built from "
              "the sha256-verified upstream tarball (bench/pristine.sh)." % m["commit"])
     L.append("Medians of %s repetitions per row (n below), variants interleaved in a shuffled order "
-             "within each repetition. Files and images on two tmpfs mounts; the dumped process "
+             "within each repetition. Files on a tmpfs mounted at %s, images on another tmpfs; "
+             "the dumped process "
              "(bench/holder.c) holds up to %d of the files open and has its cwd in their directory." % (
-                 reps, MAX_OPEN))
+                 reps, m.get("data_mnt", "/tmp"), MAX_OPEN))
     if not has_compress:
         L.append("")
         L.append("**This criu has no `--tmp-file-compress`: only its built-in gzip was measured; "
@@ -534,9 +541,9 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
              "the tree was resumed or killed. "
              "Image = the tmp-files archive (seed: its tar.gz). Restore = wall time of `criu restore -d` "
              "(for --tmp-file, after the saved directory was moved away, so that the files come from "
-             "the image; restore stages them on the same tmpfs). Every restored process is checked "
+             "the image; restore stages them under /tmp, %s). Every restored process is checked "
              "alive, then killed by pid and reaped; restored files are compared with the originals "
-             "(names, modes, sizes, mtimes; content in the first repetition).")
+             "(names, modes, sizes, mtimes; content in the first repetition)." % ("the same tmpfs" if m.get("data_mnt", "/tmp") == "/tmp" else "another filesystem: a copy"))
     L.append("")
     L.append("| case | variant | n | frozen ms | IQR ms | added ms | added / copy | dump wall ms | image MiB | restore ms |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -661,7 +668,13 @@ def main():
                                  capture_output=True, text=True).stdout.strip() or "?"
     m["host"] = "this machine (%s)" % platform.node()
     res = {c["name"]: {v: [] for v in variants} for c in cases}
-    data_mnt = Path("/tmp")  # inside our own mount namespace only
+    # The files live on a tmpfs on /tmp (in our mount namespace only), as on
+    # a host whose /tmp is a tmpfs; restore then stages on the same fs. A
+    # checkout under /tmp would be hidden by it: use /var/tmp instead.
+    data_mnt = Path("/tmp")
+    if ROOT == data_mnt or data_mnt in ROOT.parents:
+        data_mnt = Path("/var/tmp/criu-bench-data")
+    m["data_mnt"] = str(data_mnt)
     img_mnt = WORK / "images"
     try:
         mount_tmpfs(data_mnt, total + biggest + 256 * MiB)
