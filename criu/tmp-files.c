@@ -26,7 +26,12 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
+
+#ifdef CONFIG_GNUTLS
+#include <gnutls/crypto.h>
+#endif
 
 #include "cr_options.h"
 #include "crtools.h"
@@ -50,6 +55,88 @@
 #define LOG_PREFIX "tmp-files: "
 
 #define STAGE_TEMPLATE ".criu-tmp-files.XXXXXX"
+#define SUM_BLOCK      (64 << 10)
+#define SHA256_SIZE    32
+
+/* For reading and copying file content, one user at a time */
+static char io_buf[1 << 20];
+
+static bool all_zeros(const char *buf, size_t len)
+{
+	return !len || (!buf[0] && !memcmp(buf, buf + 1, len - 1));
+}
+
+#ifdef CONFIG_GNUTLS
+static void hash_u64(gnutls_hash_hd_t h, uint64_t v)
+{
+	uint8_t le[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		le[i] = v >> (8 * i);
+	gnutls_hash(h, le, sizeof(le));
+}
+
+/*
+ * The checksum of a regular file's content (see content_sha256 in
+ * images/tmp-file.proto): holes are skipped without reading them, and
+ * zero blocks count as holes, so it only depends on the content.
+ */
+static int content_sha256(const char *path, off_t size, uint8_t *sum)
+{
+	gnutls_hash_hd_t h;
+	off_t off, next = 0;
+	int fd, ret = -1;
+
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		pr_perror("Can't open %s", path);
+		return -1;
+	}
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256)) {
+		pr_err("Can't start a SHA-256 hash\n");
+		close(fd);
+		return -1;
+	}
+
+	while (next < size) {
+		off_t data, hole;
+
+		data = lseek(fd, next, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;
+		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			pr_perror("Can't seek in %s", path);
+			goto out;
+		}
+		for (off = max(next, data - data % SUM_BLOCK); off < hole && off < size; off += SUM_BLOCK) {
+			ssize_t len = min_t(off_t, SUM_BLOCK, size - off);
+
+			if (pread(fd, io_buf, len, off) != len) {
+				pr_perror("Can't read %s", path);
+				goto out;
+			}
+			if (all_zeros(io_buf, len))
+				continue;
+			hash_u64(h, off);
+			gnutls_hash(h, io_buf, len);
+		}
+		next = off;
+	}
+	hash_u64(h, size);
+	ret = 0;
+out:
+	gnutls_hash_deinit(h, ret ? NULL : sum);
+	close(fd);
+	return ret;
+}
+#else
+static int content_sha256(const char *path, off_t size, uint8_t *sum)
+{
+	return 1; /* no checksums without gnutls */
+}
+#endif
 
 static const struct compressor {
 	const char *name;
@@ -482,6 +569,24 @@ static TmpFileEntry *first_link(const struct stat *st)
 	return NULL;
 }
 
+static int add_checksum(TmpFileEntry *e, const char *fpath, off_t size)
+{
+	uint8_t *sum = xmalloc(SHA256_SIZE);
+	int ret;
+
+	if (!sum)
+		return -1;
+	ret = content_sha256(fpath, size, sum);
+	if (ret) {
+		xfree(sum);
+		return ret < 0 ? -1 : 0;
+	}
+	e->has_content_sha256 = true;
+	e->content_sha256.len = SHA256_SIZE;
+	e->content_sha256.data = sum;
+	return 0;
+}
+
 static int collect_manifest_entry(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
 {
 	const char *path = fpath + manifest.prefix_len;
@@ -529,6 +634,8 @@ static int collect_manifest_entry(const char *fpath, const struct stat *st, int 
 			e->type = TMP_FILE_ENTRY__KIND__REG;
 			e->has_size = true;
 			e->size = st->st_size;
+			if (add_checksum(e, fpath, st->st_size))
+				goto err;
 		}
 		break;
 	case S_IFDIR:
@@ -562,6 +669,9 @@ err:
 	return FTW_STOP;
 }
 
+static pid_t manifest_pid;
+static bool archived; /* the archive and the manifest are written */
+
 static int collect_manifest(void)
 {
 	char full[PATH_MAX];
@@ -578,38 +688,59 @@ static int collect_manifest(void)
 	return 0;
 }
 
-static void free_manifest(void)
+static int write_manifest(TmpFilesManifestEntry *me)
 {
-	size_t i;
-
-	for (i = 0; i < manifest.nr; i++)
-		tmp_file_entry__free_unpacked(manifest.entries[i], NULL);
-	xfree(manifest.entries);
-	xfree(manifest.devs);
-	xfree(manifest.inos);
-	memzero(&manifest, sizeof(manifest));
-}
-
-/* Written while frozen ("none"), then again once the archive is compressed */
-static int write_manifest(const char *compression)
-{
-	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
 	struct cr_img *img;
 	int ret;
-
-	me.n_paths = nr_saved_paths;
-	me.paths = saved_paths;
-	me.format = "posix";
-	me.compression = (char *)compression;
-	me.n_entries = manifest.nr;
-	me.entries = manifest.entries;
 
 	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
 	if (!img)
 		return -1;
-	ret = pb_write_one(img, &me, PB_TMP_FILES_MANIFEST);
+	ret = pb_write_one(img, me, PB_TMP_FILES_MANIFEST);
 	close_image(img);
 	return ret;
+}
+
+/*
+ * The manifest is made by a child while tar runs, so that reading the
+ * files for their checksums takes no extra time with the tree frozen.
+ * The archive is not compressed yet: "none".
+ */
+static pid_t start_manifest(void)
+{
+	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		pr_perror("Can't fork to make the --tmp-file manifest");
+	if (pid)
+		return pid;
+
+	if (collect_manifest())
+		_exit(1);
+	me.n_paths = nr_saved_paths;
+	me.paths = saved_paths;
+	me.format = "posix";
+	me.compression = "none";
+	me.n_entries = manifest.nr;
+	me.entries = manifest.entries;
+	_exit(write_manifest(&me) ? 1 : 0);
+}
+
+static int wait_manifest(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid) {
+		pr_perror("Can't wait for the --tmp-file manifest");
+		return -1;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		pr_err("Can't make the --tmp-file manifest (see above)\n");
+		return -1;
+	}
+	return 0;
 }
 
 static char **tar_create_argv(void)
@@ -668,12 +799,20 @@ int dump_tmp_files(void)
 	if (!img)
 		return -1;
 
+	manifest_pid = start_manifest();
+	if (manifest_pid < 0) {
+		close_image(img);
+		return -1;
+	}
+
 	/*
 	 * In the tree's user namespace, the owners are archived as the tree
 	 * sees them, and restore, which runs tar there too, maps them back.
 	 */
 	ret = cr_system_userns(names_fd, img_raw_fd(img), -1, "tar", tar_create_argv(), 0,
 			       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
+	if (ret)
+		pr_err("Can't archive the --tmp-file paths: tar failed (see above)\n");
 	if (!ret && fault_injected(FI_TMP_FILES_ARCHIVE)) {
 		pr_err("Fault injected: the archive step fails\n");
 		ret = -1;
@@ -681,15 +820,36 @@ int dump_tmp_files(void)
 	close_image(img);
 	close_safe(&names_fd);
 
+	if (wait_manifest(manifest_pid))
+		ret = -1;
 	if (ret) {
-		pr_err("Can't archive the --tmp-file paths: tar failed (see above)\n");
 		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES].fmt, 0);
+		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES_MANIFEST].fmt, 0);
 		return -1;
 	}
+	archived = true;
+	return 0;
+}
 
-	ret = collect_manifest() ?: write_manifest("none");
-	if (ret || opts.tmp_files_compress == TMP_FILES_NONE)
-		free_manifest();
+static int set_manifest_compression(const char *name)
+{
+	TmpFilesManifestEntry *me;
+	struct cr_img *img;
+	char *was;
+	int ret;
+
+	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_RSTR);
+	if (!img)
+		return -1;
+	ret = pb_read_one(img, &me, PB_TMP_FILES_MANIFEST);
+	close_image(img);
+	if (ret < 0)
+		return -1;
+	was = me->compression;
+	me->compression = (char *)name;
+	ret = write_manifest(me);
+	me->compression = was;
+	tmp_files_manifest_entry__free_unpacked(me, NULL);
 	return ret;
 }
 
@@ -705,7 +865,7 @@ void tmp_files_compress_after_dump(void)
 	int dfd = get_service_fd(IMG_FD_OFF), in = -1, out = -1, ret = -1;
 	char tmp[64];
 
-	if (!manifest.entries)
+	if (!archived || !c->argv[0])
 		return;
 
 	snprintf(tmp, sizeof(tmp), "%s.%s", name, c->name);
@@ -726,11 +886,10 @@ out:
 	if (ret) {
 		unlinkat(dfd, tmp, 0);
 		pr_warn("The --tmp-file archive %s stays uncompressed\n", name);
-	} else if (write_manifest(c->name)) {
+	} else if (set_manifest_compression(c->name)) {
 		/* Restore recognises the compression by itself */
 		pr_warn("Can't record the compression of %s in the manifest\n", name);
 	}
-	free_manifest();
 }
 
 /*
@@ -823,7 +982,6 @@ static int copy_metadata(const char *src, const struct stat *st, const char *dst
 /* Copy data segments only, so that holes stay holes */
 static int copy_data(const char *src, const struct stat *st, const char *dst)
 {
-	static char buf[1 << 20];
 	int in, out, ret = -1;
 	off_t off = 0;
 
@@ -855,15 +1013,19 @@ static int copy_data(const char *src, const struct stat *st, const char *dst)
 			goto out;
 		}
 		for (off = data; off < hole;) {
-			ssize_t n = pread(in, buf, min_t(off_t, sizeof(buf), hole - off), off);
+			ssize_t n = pread(in, io_buf, min_t(off_t, sizeof(io_buf), hole - off), off), done, w;
 
 			if (n <= 0) {
 				pr_perror("Can't read %s", src);
 				goto out;
 			}
-			if (pwrite(out, buf, n, off) != n) {
-				pr_perror("Can't write %s", dst);
-				goto out;
+			for (done = 0; done < n; done += w) {
+				/* A short write is followed by the error */
+				w = pwrite(out, io_buf + done, n - done, off + done);
+				if (w <= 0) {
+					pr_perror("Can't write %s", dst);
+					goto out;
+				}
 			}
 			off += n;
 		}
@@ -1183,6 +1345,13 @@ static const char *entry_mismatch(const TmpFileEntry *e, const char *fpath, cons
 		return "owner";
 	if (e->type == TMP_FILE_ENTRY__KIND__REG && st->st_size != e->size)
 		return "size";
+	if (e->type == TMP_FILE_ENTRY__KIND__REG && e->has_content_sha256) {
+		uint8_t sum[SHA256_SIZE];
+
+		if (e->content_sha256.len != SHA256_SIZE || content_sha256(fpath, st->st_size, sum) ||
+		    memcmp(sum, e->content_sha256.data, SHA256_SIZE))
+			return "content checksum";
+	}
 	if (st->st_mtim.tv_sec != e->mtime_sec || st->st_mtim.tv_nsec != e->mtime_nsec)
 		return "mtime";
 	if (e->type == TMP_FILE_ENTRY__KIND__SYMLINK) {
@@ -1266,6 +1435,12 @@ static int check_staged(const char *stage, TmpFilesManifestEntry *me)
 	staged.entries = me->entries;
 	staged.nr_entries = me->n_entries;
 	qsort(staged.entries, staged.nr_entries, sizeof(*staged.entries), entry_cmp);
+	for (i = 1; i < staged.nr_entries; i++) {
+		if (!strcmp(staged.entries[i - 1]->path, staged.entries[i]->path)) {
+			pr_err("The --tmp-file manifest lists %s twice: refusing to restore\n", staged.entries[i]->path);
+			return -1;
+		}
+	}
 	staged.seen = xzalloc(staged.nr_entries + 1);
 	if (!staged.seen)
 		return -1;

@@ -265,3 +265,32 @@ def test_compression_failing_after_the_dump_keeps_the_archive(app, criu, workdir
     assert r.returncode == 0, r
     app.restored()
     assert app.tick()["ticks"] == before["ticks"] + 1
+
+
+def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, tmpdir_tmp):
+    from conftest import App
+    mnt = tmpdir_tmp / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
+    try:
+        app = App(procs, mnt / "app", workdir / "report.json")
+        app.prepare()
+        (app.dir / "big").write_bytes(os.urandom(900 << 10))
+        app.start()
+        r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+        assert r.returncode == 0, r
+        app.wait_dead()
+        # The files are still there but changed, and the tmpfs is nearly full.
+        (app.dir / "big").write_bytes(b"current big\n")
+        (app.dir / "app.conf").write_text("mode=current\n")
+        (mnt / "filler").write_bytes(b"f" * (1500 << 10))
+        before = snapshot(mnt)
+
+        r = criu.restore()
+        assert r.returncode != 0
+        assert "No space left on device" in r.output, r
+        assert "Nothing of the --tmp-file archive was restored" in r.output
+        assert snapshot(mnt) == before
+        wait_gone(app.pid)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])

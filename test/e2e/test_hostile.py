@@ -1,0 +1,169 @@
+"""Hostile image directories: each made by hand from a good dump, each refused.
+
+CRIU restores as root, and an image directory may come from anywhere. Each
+case edits the archive or the manifest of a real dump, then restores: the
+restore must fail with a clear error before any task is created, and
+nothing on the restore target, nor in a scratch directory the edits aim
+at, may change.
+"""
+import io
+import os
+import shutil
+import tarfile
+
+import pytest
+
+from conftest import wait_gone
+from criutree import pycriu
+
+ARCHIVE = "tmp-files.tar.img"
+MANIFEST = "tmp-files-manifest.img"
+
+
+def snapshot(*dirs):
+    out = {}
+    for d in dirs:
+        for p in sorted(d.rglob("*")):
+            out[str(p)] = (p.is_symlink(), p.read_bytes() if p.is_file() and not p.is_symlink() else None,
+                           p.lstat().st_mode)
+    return out
+
+
+def rewrite_archive(images, change):
+    path = images / ARCHIVE
+    with tarfile.open(path) as t:
+        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for m, data in change(members):
+            t.addfile(m, io.BytesIO(data) if data is not None else None)
+    path.write_bytes(buf.getvalue())
+
+
+def member(name, data=b"", **kw):
+    m = tarfile.TarInfo(name)
+    m.size = len(data)
+    for k, v in kw.items():
+        setattr(m, k, v)
+    return m, (data if m.isfile() else None)
+
+
+def rewrite_manifest(images, change):
+    path = images / MANIFEST
+    with open(path, "rb") as f:
+        img = pycriu.images.load(f)
+    change(img["entries"][0])
+    with open(path, "wb") as f:
+        pycriu.images.dump(img, f)
+
+
+class Case:
+    def __init__(self, app, outside, images):
+        self.rel = str(app.dir).lstrip("/")
+        self.dir = app.dir
+        self.outside = outside
+        self.images = images
+
+
+def absolute_member(c):
+    rewrite_archive(c.images, lambda ms: ms + [member(str(c.outside / "abs"), b"owned\n")])
+
+
+def dotdot_member(c):
+    rewrite_archive(c.images, lambda ms: ms + [member(c.rel + "/../../" + str(c.outside).lstrip("/") + "/dd",
+                                                      b"owned\n")])
+
+
+def symlink_then_file(c):
+    rewrite_archive(c.images, lambda ms: ms + [
+        member(c.rel + "/link", type=tarfile.SYMTYPE, linkname=str(c.outside)),
+        member(c.rel + "/link/through", b"owned\n")])
+
+
+def hardlink_outside(c):
+    rewrite_archive(c.images, lambda ms: ms + [
+        member(c.rel + "/hl", type=tarfile.LNKTYPE, linkname=str(c.outside / "target").lstrip("/"))])
+
+
+def not_in_manifest(c):
+    rewrite_archive(c.images, lambda ms: ms + [member(c.rel + "/planted", b"owned\n")])
+
+
+def content_changed(c):
+    def change(ms):
+        for m, data in ms:
+            if m.name.endswith("app.conf"):
+                data = b"mode=evil\n"  # same size
+            yield m, data
+    rewrite_archive(c.images, change)
+
+
+def truncated_archive(c):
+    p = c.images / ARCHIVE
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+
+
+def truncated_manifest(c):
+    p = c.images / MANIFEST
+    p.write_bytes(p.read_bytes()[:p.stat().st_size // 2])
+
+
+def unknown_compression(c):
+    rewrite_manifest(c.images, lambda m: m.__setitem__("compression", "lz77"))
+
+
+def huge_size(c):
+    def change(m):
+        for e in m["entries"]:
+            if e["path"].endswith("app.conf"):
+                e["size"] = 1 << 60
+    rewrite_manifest(c.images, change)
+
+
+def duplicated_entry(c):
+    def change(m):
+        m["entries"].append(dict(m["entries"][-1]))
+    rewrite_manifest(c.images, change)
+
+
+def bad_manifest_path(c):
+    rewrite_manifest(c.images, lambda m: m.__setitem__("paths", ["/" + c.rel + "/../.."]))
+
+
+CASES = [
+    (absolute_member, "which dump did not save"),
+    (dotdot_member, "is damaged"),
+    (symlink_then_file, "is damaged"),
+    (hardlink_outside, "is damaged"),
+    (not_in_manifest, "which is not in its manifest"),
+    (content_changed, "app.conf (content checksum)"),
+    (truncated_archive, "is damaged"),
+    (truncated_manifest, "tmp-files-manifest.img"),
+    (unknown_compression, 'compressed with "lz77", which is not supported'),
+    (huge_size, "app.conf (size)"),
+    (duplicated_entry, "app.log twice: refusing to restore"),
+    (bad_manifest_path, "Bad path"),
+]
+
+
+@pytest.mark.parametrize("edit, message", CASES, ids=[c[0].__name__ for c in CASES])
+def test_hostile_image_is_refused(app, criu, tmpdir_tmp, edit, message):
+    outside = tmpdir_tmp / "outside"
+    outside.mkdir()
+    (outside / "target").write_text("outside the saved set\n")
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    edit(Case(app, outside, criu.images))
+    (app.dir / "app.conf").write_text("mode=current\n")
+    before = snapshot(app.dir, outside)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert message in r.errors(), r
+    assert snapshot(app.dir, outside) == before
+    assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu")]
+    # No task was created: the pid never came back.
+    wait_gone(app.pid)
+    assert "Forking task with" not in r.log
