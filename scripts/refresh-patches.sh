@@ -30,7 +30,8 @@ if [ -f "$sums" ]; then
 	done < "$sums"
 fi
 
-# A patch keeps its file name as long as its subject stays the same.
+# A patch keeps its file name as long as its subject stays the same
+# (RENUMBER=1: name them all afresh, in order).
 subject() { sed -n 's/^Subject: \[PATCH\] //p; /^$/q' "$1"; }
 new=$(mktemp -d)
 trap 'rm -rf "$new"' EXIT
@@ -38,6 +39,7 @@ g format-patch -q --no-signature --zero-commit --no-numbered -o "$new" upstream.
 names=
 for p in $(cd "$new" && ls | LC_ALL=C sort); do
 	name=$p
+	[ "${RENUMBER:-}" = 1 ] && { names="$names $name"; mv "$new/$p" "$new/$name.new"; continue; }
 	for old in patches/*.patch; do
 		[ -e "$old" ] && [ "$(subject "$old")" = "$(subject "$new/$p")" ] && name=$(basename "$old")
 	done
