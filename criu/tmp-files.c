@@ -669,7 +669,6 @@ err:
 	return FTW_STOP;
 }
 
-static pid_t manifest_pid;
 static bool archived; /* the archive and the manifest are written */
 
 static int collect_manifest(void)
@@ -776,6 +775,7 @@ static char **tar_create_argv(void)
 int dump_tmp_files(void)
 {
 	struct cr_img *img;
+	pid_t manifest_pid;
 	int ret;
 
 	if (names_fd < 0)
