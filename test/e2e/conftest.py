@@ -10,11 +10,13 @@ at once (PID 1 on these machines reaps slowly).
 """
 import atexit
 import ctypes
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -245,3 +247,16 @@ def app(procs, tmpdir_tmp, workdir):
     a = App(procs, tmpdir_tmp / "app", workdir / "report.json")
     a.prepare()
     return a
+
+
+def rewrite_archive(images, change):
+    """Rewrite the --tmp-file archive of images, as an attacker would:
+    change(members) gets and returns a list of (TarInfo, data or None)."""
+    path = Path(images) / "tmp-files.tar.img"
+    with tarfile.open(path) as t:
+        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for m, data in change(members):
+            t.addfile(m, io.BytesIO(data) if data is not None else None)
+    path.write_bytes(buf.getvalue())

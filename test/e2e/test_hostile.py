@@ -6,14 +6,13 @@ restore must fail with a clear error before any task is created, and
 nothing on the restore target, nor in a scratch directory the edits aim
 at, may change.
 """
-import io
 import os
 import shutil
 import tarfile
 
 import pytest
 
-from conftest import wait_gone
+from conftest import rewrite_archive, wait_gone
 from criutree import pycriu
 
 ARCHIVE = "tmp-files.tar.img"
@@ -27,17 +26,6 @@ def snapshot(*dirs):
             out[str(p)] = (p.is_symlink(), p.read_bytes() if p.is_file() and not p.is_symlink() else None,
                            p.lstat().st_mode)
     return out
-
-
-def rewrite_archive(images, change):
-    path = images / ARCHIVE
-    with tarfile.open(path) as t:
-        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
-        for m, data in change(members):
-            t.addfile(m, io.BytesIO(data) if data is not None else None)
-    path.write_bytes(buf.getvalue())
 
 
 def member(name, data=b"", **kw):

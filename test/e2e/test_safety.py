@@ -1,5 +1,4 @@
 """--tmp-file: compression choice, fault injection, hostile images."""
-import io
 import json
 import os
 import shutil
@@ -8,7 +7,7 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, ROOT, alive, wait_gone
+from conftest import CRIU, ROOT, alive, rewrite_archive, wait_gone
 
 ARCHIVE = "tmp-files.tar.img"
 
@@ -16,18 +15,6 @@ ARCHIVE = "tmp-files.tar.img"
 def snapshot(d):
     return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
             for p in sorted(d.rglob("*"))}
-
-
-def tamper(images, change):
-    """Rewrite the archive, changing its members (an attacker's edit)."""
-    path = images / ARCHIVE
-    with tarfile.open(path) as t:
-        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
-        for m, data in change(members):
-            t.addfile(m, io.BytesIO(data) if data is not None else None)
-    path.write_bytes(buf.getvalue())
 
 
 @pytest.mark.parametrize("compress, magic", [
@@ -110,7 +97,7 @@ def test_member_outside_saved_paths_is_refused(app, criu, tmpdir_tmp):
         m.size = 6
         return members + [(m, b"owned\n")]
 
-    tamper(criu.images, plant)
+    rewrite_archive(criu.images, plant)
     before = snapshot(app.dir)
 
     r = criu.restore()
@@ -218,7 +205,7 @@ def test_archive_not_matching_its_manifest_is_refused(app, criu, change, message
     r = criu.dump(app.pid, "--tmp-file", str(app.dir))
     assert r.returncode == 0, r
     app.wait_dead()
-    tamper(criu.images, change)
+    rewrite_archive(criu.images, change)
     shutil.rmtree(app.dir)
 
     r = criu.restore()
