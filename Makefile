@@ -57,8 +57,10 @@ patches:
 upstream-patch: tree
 	@./scripts/export-series.sh dist
 
+# criu, libcriu and its header; pycriu is left out (upstream installs it
+# with pip, which needs PyPI): use it from $(TREE)/lib with PYTHONPATH.
 install: build
-	$(MAKE) -C $(TREE) install-criu install-lib PREFIX=$(PREFIX)
+	$(MAKE) -s -C $(TREE) install-criu install-lib PREFIX=$(PREFIX) SKIP_PIP_INSTALL=1
 
 clean:
 	rm -rf dist
