@@ -29,10 +29,6 @@
 #include <sys/wait.h>
 #include <sys/xattr.h>
 
-#ifdef CONFIG_GNUTLS
-#include <gnutls/crypto.h>
-#endif
-
 #include "cr_options.h"
 #include "crtools.h"
 #include "fault-injection.h"
@@ -56,7 +52,6 @@
 
 #define STAGE_TEMPLATE ".criu-tmp-files.XXXXXX"
 #define SUM_BLOCK      (64 << 10)
-#define SHA256_SIZE    32
 
 /* For reading and copying file content, one user at a time */
 static char io_buf[1 << 20];
@@ -66,36 +61,107 @@ static bool all_zeros(const char *buf, size_t len)
 	return !len || (!buf[0] && !memcmp(buf, buf + 1, len - 1));
 }
 
-#ifdef CONFIG_GNUTLS
-static void hash_u64(gnutls_hash_hd_t h, uint64_t v)
+/*
+ * XXH64 (https://github.com/Cyan4973/xxHash, doc/xxhash_spec.md): fast
+ * enough to checksum the files while tar archives them, so that the
+ * manifest costs no extra time with the tree frozen.
+ */
+#define XXH_P1 0x9E3779B185EBCA87ULL
+#define XXH_P2 0xC2B2AE3D27D4EB4FULL
+#define XXH_P3 0x165667B19E3779F9ULL
+#define XXH_P4 0x85EBCA77C2B2AE63ULL
+#define XXH_P5 0x27D4EB2F165667C5ULL
+
+static inline uint64_t rotl64(uint64_t x, int r)
 {
-	uint8_t le[8];
+	return (x << r) | (x >> (64 - r));
+}
+
+static inline uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
 	int i;
 
-	for (i = 0; i < 8; i++)
-		le[i] = v >> (8 * i);
-	gnutls_hash(h, le, sizeof(le));
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline uint64_t xxh64_round(uint64_t acc, uint64_t in)
+{
+	return rotl64(acc + in * XXH_P2, 31) * XXH_P1;
+}
+
+static inline uint64_t xxh64_merge(uint64_t acc, uint64_t v)
+{
+	return (acc ^ xxh64_round(0, v)) * XXH_P1 + XXH_P4;
+}
+
+static uint64_t xxh64(const void *buf, size_t len, uint64_t seed)
+{
+	const uint8_t *p = buf, *end = p + len;
+	uint64_t h;
+
+	if (len >= 32) {
+		uint64_t v1 = seed + XXH_P1 + XXH_P2, v2 = seed + XXH_P2, v3 = seed, v4 = seed - XXH_P1;
+
+		for (; p + 32 <= end; p += 32) {
+			v1 = xxh64_round(v1, get_le64(p));
+			v2 = xxh64_round(v2, get_le64(p + 8));
+			v3 = xxh64_round(v3, get_le64(p + 16));
+			v4 = xxh64_round(v4, get_le64(p + 24));
+		}
+		h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+		h = xxh64_merge(xxh64_merge(xxh64_merge(xxh64_merge(h, v1), v2), v3), v4);
+	} else {
+		h = seed + XXH_P5;
+	}
+	h += len;
+
+	for (; p + 8 <= end; p += 8)
+		h = rotl64(h ^ xxh64_round(0, get_le64(p)), 27) * XXH_P1 + XXH_P4;
+	if (p + 4 <= end) {
+		h = rotl64(h ^ (uint64_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24) * XXH_P1, 23) * XXH_P2 +
+		    XXH_P3;
+		p += 4;
+	}
+	for (; p < end; p++)
+		h = rotl64(h ^ *p * XXH_P5, 11) * XXH_P1;
+
+	h ^= h >> 33;
+	h *= XXH_P2;
+	h ^= h >> 29;
+	h *= XXH_P3;
+	return h ^ (h >> 32);
+}
+
+/* Fold v into acc: XXH64 of the 16 little-endian bytes of acc and v */
+static uint64_t xxh64_chain(uint64_t acc, uint64_t v)
+{
+	uint8_t le[16];
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		le[i] = acc >> (8 * i);
+		le[8 + i] = v >> (8 * i);
+	}
+	return xxh64(le, sizeof(le), 0);
 }
 
 /*
- * The checksum of a regular file's content (see content_sha256 in
+ * The checksum of a regular file's content (content_xxh64 in
  * images/tmp-file.proto): holes are skipped without reading them, and
- * zero blocks count as holes, so it only depends on the content.
+ * zero blocks count as holes, so it depends on the content only.
  */
-static int content_sha256(const char *path, off_t size, uint8_t *sum)
+static int content_xxh64(const char *path, off_t size, uint64_t *sum)
 {
-	gnutls_hash_hd_t h;
+	uint64_t acc = 0;
 	off_t off, next = 0;
 	int fd, ret = -1;
 
 	fd = open(path, O_RDONLY);
 	if (fd < 0) {
 		pr_perror("Can't open %s", path);
-		return -1;
-	}
-	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256)) {
-		pr_err("Can't start a SHA-256 hash\n");
-		close(fd);
 		return -1;
 	}
 
@@ -117,26 +183,17 @@ static int content_sha256(const char *path, off_t size, uint8_t *sum)
 				pr_perror("Can't read %s", path);
 				goto out;
 			}
-			if (all_zeros(io_buf, len))
-				continue;
-			hash_u64(h, off);
-			gnutls_hash(h, io_buf, len);
+			if (!all_zeros(io_buf, len))
+				acc = xxh64_chain(xxh64_chain(acc, off), xxh64(io_buf, len, 0));
 		}
 		next = off;
 	}
-	hash_u64(h, size);
+	*sum = xxh64_chain(acc, size);
 	ret = 0;
 out:
-	gnutls_hash_deinit(h, ret ? NULL : sum);
 	close(fd);
 	return ret;
 }
-#else
-static int content_sha256(const char *path, off_t size, uint8_t *sum)
-{
-	return 1; /* no checksums without gnutls */
-}
-#endif
 
 static const struct compressor {
 	const char *name;
@@ -571,19 +628,9 @@ static TmpFileEntry *first_link(const struct stat *st)
 
 static int add_checksum(TmpFileEntry *e, const char *fpath, off_t size)
 {
-	uint8_t *sum = xmalloc(SHA256_SIZE);
-	int ret;
-
-	if (!sum)
+	if (content_xxh64(fpath, size, &e->content_xxh64))
 		return -1;
-	ret = content_sha256(fpath, size, sum);
-	if (ret) {
-		xfree(sum);
-		return ret < 0 ? -1 : 0;
-	}
-	e->has_content_sha256 = true;
-	e->content_sha256.len = SHA256_SIZE;
-	e->content_sha256.data = sum;
+	e->has_content_xxh64 = true;
 	return 0;
 }
 
@@ -751,6 +798,8 @@ static char **tar_create_argv(void)
 	argv[n++] = "--create";
 	argv[n++] = "--file=-";
 	argv[n++] = "--format=posix";
+	/* 64 KiB writes: as fast as a plain copy, where tar's 10 KiB are not */
+	argv[n++] = "--record-size=64K";
 	argv[n++] = "--directory";
 	argv[n++] = proc_root;
 	argv[n++] = "--numeric-owner";
@@ -1345,11 +1394,10 @@ static const char *entry_mismatch(const TmpFileEntry *e, const char *fpath, cons
 		return "owner";
 	if (e->type == TMP_FILE_ENTRY__KIND__REG && st->st_size != e->size)
 		return "size";
-	if (e->type == TMP_FILE_ENTRY__KIND__REG && e->has_content_sha256) {
-		uint8_t sum[SHA256_SIZE];
+	if (e->type == TMP_FILE_ENTRY__KIND__REG && e->has_content_xxh64) {
+		uint64_t sum;
 
-		if (e->content_sha256.len != SHA256_SIZE || content_sha256(fpath, st->st_size, sum) ||
-		    memcmp(sum, e->content_sha256.data, SHA256_SIZE))
+		if (content_xxh64(fpath, st->st_size, &sum) || sum != e->content_xxh64)
 			return "content checksum";
 	}
 	if (st->st_mtim.tv_sec != e->mtime_sec || st->st_mtim.tv_nsec != e->mtime_nsec)
