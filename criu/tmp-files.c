@@ -204,29 +204,61 @@ static const struct compressor {
 	[TMP_FILES_NONE] = { "none", { NULL } },
 };
 
-int tmp_files_set_compress(const char *name)
+static int compressor_index(const char *name)
 {
 	int i;
 
-	for (i = 0; i < ARRAY_SIZE(compressors); i++) {
-		if (!strcmp(name, compressors[i].name)) {
-			opts.tmp_files_compress = i;
-			return 0;
-		}
-	}
-	pr_err("--tmp-file-compress %s: must be gzip, zstd or none\n", name);
+	for (i = 0; i < ARRAY_SIZE(compressors); i++)
+		if (!strcmp(name, compressors[i].name))
+			return i;
 	return -1;
 }
 
+int tmp_files_set_compress(const char *name)
+{
+	int i = compressor_index(name);
+
+	if (i < 0) {
+		pr_err("--tmp-file-compress %s: must be gzip, zstd or none\n", name);
+		return -1;
+	}
+	opts.tmp_files_compress = i;
+	return 0;
+}
+
 /*
- * Option parsing: keep an absolute, normalised path. Relative paths and
- * ".." are refused: the path must mean the same file at dump and restore.
+ * Write into out (as long as path) the absolute path without empty or "."
+ * components; "" for "/". ".." is refused: a path must mean the same file
+ * at dump and restore.
  */
+static int normalise_path(const char *path, char *out)
+{
+	const char *p = path;
+
+	while (*p) {
+		size_t len;
+
+		while (*p == '/')
+			p++;
+		len = strcspn(p, "/");
+		if (len == 2 && p[0] == '.' && p[1] == '.')
+			return -1;
+		if (len && !(len == 1 && p[0] == '.')) {
+			*out++ = '/';
+			memcpy(out, p, len);
+			out += len;
+		}
+		p += len;
+	}
+	*out = '\0';
+	return 0;
+}
+
+/* Option parsing: keep an absolute, normalised path */
 int tmp_file_add(const char *path)
 {
 	struct tmp_file *tf;
-	const char *p = path;
-	char *norm, *n;
+	char *norm;
 
 	if (!*path) {
 		pr_err("--tmp-file: the path is empty\n");
@@ -240,30 +272,11 @@ int tmp_file_add(const char *path)
 	norm = xmalloc(strlen(path) + 1);
 	if (!norm)
 		return -1;
-
-	n = norm;
-	while (*p) {
-		size_t len;
-
-		while (*p == '/')
-			p++;
-		len = strcspn(p, "/");
-		if (len == 0 || (len == 1 && p[0] == '.')) {
-			p += len;
-			continue;
-		}
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			pr_err("--tmp-file %s: \"..\" is not allowed in the path\n", path);
-			goto err;
-		}
-		*n++ = '/';
-		memcpy(n, p, len);
-		n += len;
-		p += len;
+	if (normalise_path(path, norm)) {
+		pr_err("--tmp-file %s: \"..\" is not allowed in the path\n", path);
+		goto err;
 	}
-	*n = '\0';
-
-	if (n == norm) {
+	if (!*norm) {
 		pr_err("--tmp-file %s: refusing to save the whole root\n", path);
 		goto err;
 	}
@@ -1338,21 +1351,13 @@ static void free_ctx(struct place_ctx *ctx)
 		free_placement(p);
 }
 
-/* An absolute path without empty, "." or ".." components */
+/* As dump writes it: absolute, normalised, not "/" */
 static bool path_normalised(const char *path)
 {
-	const char *p = path;
+	char norm[PATH_MAX];
 
-	if (*p != '/' || !p[1])
-		return false;
-	while (*p == '/') {
-		size_t len = strcspn(++p, "/");
-
-		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		p += len;
-	}
-	return true;
+	return *path == '/' && strlen(path) < sizeof(norm) && !normalise_path(path, norm) && *norm &&
+	       !strcmp(norm, path);
 }
 
 /* What the staging walk checks the archive against */
@@ -1543,17 +1548,6 @@ static int place_all(const char *stage, const char *root, TmpFilesManifestEntry 
 	return ret;
 }
 
-static const struct compressor *find_compressor(const char *name)
-{
-	int i;
-
-	for (i = 0; i < ARRAY_SIZE(compressors); i++)
-		if (!strcmp(name, compressors[i].name))
-			return &compressors[i];
-	pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", name);
-	return NULL;
-}
-
 static int extract_archive(const char *stage)
 {
 	struct cr_img *img;
@@ -1603,8 +1597,10 @@ static int restore_into(const char *root)
 		return -1;
 
 	ret = -1;
-	if (me->compression && !find_compressor(me->compression))
+	if (me->compression && compressor_index(me->compression) < 0) {
+		pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", me->compression);
 		goto out;
+	}
 
 	/* Stage on /tmp when there is one: most saved files live there */
 	snprintf(stage, sizeof(stage), "%s/tmp", root);
