@@ -341,6 +341,16 @@ static size_t paths_lower_bound(char **paths, size_t nr, const char *path)
 	return lo;
 }
 
+/* Is path one of the sorted paths, or inside one? */
+static bool in_paths(char **paths, size_t nr, const char *path)
+{
+	size_t i = paths_lower_bound(paths, nr, path);
+
+	if (i < nr && !strcmp(paths[i], path))
+		return true;
+	return i > 0 && path_within(path, paths[i - 1]);
+}
+
 /* Run "prog --version"; its output goes into buf */
 static int run_version(char *prog, char *buf, size_t size)
 {
@@ -399,9 +409,8 @@ static int add_exclude(const char *dir)
  */
 static int set_excludes(void)
 {
-	char dir[PATH_MAX], fd_path[32];
 	struct stat root_st, our_st;
-	ssize_t len;
+	char dir[PATH_MAX];
 
 	if (stat(proc_root, &root_st) || stat("/", &our_st)) {
 		pr_perror("Can't stat %s", proc_root);
@@ -410,13 +419,8 @@ static int set_excludes(void)
 	if (root_st.st_dev != our_st.st_dev || root_st.st_ino != our_st.st_ino)
 		return 0;
 
-	snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", get_service_fd(IMG_FD_OFF));
-	len = readlink(fd_path, dir, sizeof(dir) - 1);
-	if (len > 0) {
-		dir[len] = '\0';
-		if (add_exclude(dir))
-			return -1;
-	}
+	if (read_fd_link(get_service_fd(IMG_FD_OFF), dir, sizeof(dir)) < 0 || add_exclude(dir))
+		return -1;
 	if (getcwd(dir, sizeof(dir)) && add_exclude(dir))
 		return -1;
 	return 0;
@@ -504,15 +508,6 @@ static LIST_HEAD(auto_files);
 static size_t nr_auto_files;
 static size_t auto_files_size;
 
-static bool is_saved(const char *path)
-{
-	size_t i = paths_lower_bound(saved_paths, nr_saved_paths, path);
-
-	if (i < nr_saved_paths && !strcmp(saved_paths[i], path))
-		return true;
-	return i > 0 && path_within(path, saved_paths[i - 1]);
-}
-
 /*
  * Called for every regular file the tree has open or mapped. A file on a
  * tmpfs is lost at reboot, unless CRIU saves the tmpfs itself (it does for
@@ -528,7 +523,7 @@ int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct sta
 		return 0;
 	if (mi->fstype->code != FSTYPE__TMPFS || (root_ns_mask & CLONE_NEWNS))
 		return 0;
-	if (is_saved(path))
+	if (in_paths(saved_paths, nr_saved_paths, path))
 		return 0;
 	list_for_each_entry(af, &auto_files, list)
 		if (!strcmp(af->path, path))
@@ -558,12 +553,14 @@ int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct sta
 	return 0;
 }
 
+/* Largest first */
 static int auto_file_size_cmp(const void *a, const void *b)
 {
 	const struct auto_file *x = *(const struct auto_file **)a, *y = *(const struct auto_file **)b;
 
-	return x->size < y->size ? 1 : x->size > y->size ? -1 :
-							   0;
+	if (x->size == y->size)
+		return 0;
+	return x->size < y->size ? 1 : -1;
 }
 
 static void report_largest_auto_files(void)
@@ -1459,10 +1456,11 @@ static int check_one_staged(const char *fpath, const struct stat *st, int type, 
 	if (ftw->level == 0)
 		return 0;
 
-	lo = paths_lower_bound(staged.paths, staged.nr, path);
 	/* A non-zero return stops the walk: 1 is a refusal, -1 nftw's error */
-	if ((lo > 0 && path_within(path, staged.paths[lo - 1])) || (lo < staged.nr && !strcmp(staged.paths[lo], path)))
+	if (in_paths(staged.paths, staged.nr, path))
 		return check_entry(path, fpath, st) ? 1 : 0;
+	/* A parent directory of a saved path: the first one after it is inside */
+	lo = paths_lower_bound(staged.paths, staged.nr, path);
 	if (lo < staged.nr && path_within(staged.paths[lo], path) && S_ISDIR(st->st_mode))
 		return 0;
 
