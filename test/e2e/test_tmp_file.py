@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -284,6 +285,12 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
 def test_help_and_man_page_mention_the_option():
     out = subprocess.run([CRIU, "--help"], capture_output=True, text=True).stdout
     assert "--tmp-file PATH" in out
+    for opt in ("--tmp-file-compress gzip|zstd|none", "--tmp-file-auto", "--tmp-file-limit size"):
+        assert opt in out
+    man = (Path(CRIU).resolve().parents[1] / "Documentation/criu.txt").read_text()
+    for opt in ("*--tmp-file* 'path'::", "*--tmp-file-compress* *gzip*|*zstd*|*none*::",
+                "*--tmp-file-auto*::", "*--tmp-file-limit* 'size'::"):
+        assert opt in man
 
 
 def test_images_dir_inside_a_saved_dir_is_not_archived(app, criu, workdir):
