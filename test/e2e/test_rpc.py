@@ -51,6 +51,30 @@ def pycriu_client(images, log):
     return c
 
 
+def pycriu_request(images, log, action, **fields):
+    """One pycriu request ("dump" or "restore") with these criu_opts set;
+    returns the response, or the CRIUException it raised."""
+    c = pycriu_client(images, log)
+    for name, value in fields.items():
+        if name == "tmp_files":
+            c.opts.tmp_files.extend(value)
+        else:
+            setattr(c.opts, name, value)
+    try:
+        return getattr(c, action)()
+    except pycriu.CRIUException as e:
+        return e
+    finally:
+        os.close(c.opts.images_dir_fd)
+
+
+def pycriu_ok(images, log, action, **fields):
+    resp = pycriu_request(images, log, action, **fields)
+    if isinstance(resp, pycriu.CRIUException):
+        pytest.fail("%s\n%s" % (resp, log_of(images, log)))
+    return resp
+
+
 def test_pycriu_has_the_field():
     opts = rpc.criu_opts()
     assert opts.DESCRIPTOR.fields_by_name["tmp_files"].number == 72
@@ -63,25 +87,11 @@ def test_pycriu_dump_restore(app, criu):
     app.start()
     before = app.tick()
 
-    c = pycriu_client(criu.images, "dump.log")
-    c.opts.pid = app.pid
-    c.opts.tmp_files.append(str(app.dir))
-    try:
-        c.dump()
-    except pycriu.CRIUException as e:
-        pytest.fail("%s\n%s" % (e, log_of(criu.images, "dump.log")))
-    finally:
-        os.close(c.opts.images_dir_fd)
+    pycriu_ok(criu.images, "dump.log", "dump", pid=app.pid, tmp_files=[str(app.dir)])
     assert member(criu.images, app.dir / "app.conf") == b"mode=fast\n"
     log = wipe_after_dump(app)
 
-    c = pycriu_client(criu.images, "restore.log")
-    try:
-        resp = c.restore()
-    except pycriu.CRIUException as e:
-        pytest.fail("%s\n%s" % (e, log_of(criu.images, "restore.log")))
-    finally:
-        os.close(c.opts.images_dir_fd)
+    resp = pycriu_ok(criu.images, "restore.log", "restore")
     assert resp.pid == app.pid
     check_back(app, before, log)
 
@@ -186,17 +196,9 @@ def test_rpc_compress_auto_and_limit(procs, app, criu, tmpdir_tmp):
     app.start()
     before = app.tick()
 
-    c = pycriu_client(criu.images, "dump.log")
-    c.opts.pid = app.pid
-    c.opts.tmp_file_compress = "zstd"
-    c.opts.tmp_file_auto = True  # app.log and state are open, but not on a tmpfs
-    c.opts.tmp_files.append(str(app.dir))
-    try:
-        c.dump()
-    except pycriu.CRIUException as e:
-        pytest.fail("%s\n%s" % (e, log_of(criu.images, "dump.log")))
-    finally:
-        os.close(c.opts.images_dir_fd)
+    # app.log and state are open, but not on a tmpfs: auto mode adds nothing
+    pycriu_ok(criu.images, "dump.log", "dump", pid=app.pid, tmp_file_compress="zstd",
+              tmp_file_auto=True, tmp_files=[str(app.dir)])
     with open(archive(criu.images), "rb") as f:
         assert f.read(4) == b"\x28\xb5\x2f\xfd"  # zstd
     log = wipe_after_dump(app)
@@ -205,12 +207,8 @@ def test_rpc_compress_auto_and_limit(procs, app, criu, tmpdir_tmp):
     check_back(app, before, log)
 
     # A bad compression fails the request, the process keeps running.
-    c = pycriu_client(criu.images, "dump2.log")
-    c.opts.pid = app.pid
-    c.opts.tmp_file_compress = "lz4"
-    with pytest.raises(pycriu.CRIUException):
-        c.dump()
-    os.close(c.opts.images_dir_fd)
+    resp = pycriu_request(criu.images, "dump2.log", "dump", pid=app.pid, tmp_file_compress="lz4")
+    assert isinstance(resp, pycriu.CRIUException)
     assert "--tmp-file-compress lz4: must be gzip, zstd or none" in log_of(criu.images, "dump2.log")
     assert alive(app.pid)
 
@@ -221,13 +219,9 @@ def test_rpc_compress_auto_and_limit(procs, app, criu, tmpdir_tmp):
     try:
         (mnt / "f").write_bytes(b"z" * 4096)
         h = Holder(procs, tmpdir_tmp / "holder.json", ["open:%s" % (mnt / "f")])
-        c = pycriu_client(criu.images, "dump3.log")
-        c.opts.pid = h.pid
-        c.opts.tmp_file_auto = True
-        c.opts.tmp_file_limit = 1024
-        with pytest.raises(pycriu.CRIUException):
-            c.dump()
-        os.close(c.opts.images_dir_fd)
+        resp = pycriu_request(criu.images, "dump3.log", "dump", pid=h.pid, tmp_file_auto=True,
+                              tmp_file_limit=1024)
+        assert isinstance(resp, pycriu.CRIUException)
         assert "over --tmp-file-limit 1024" in log_of(criu.images, "dump3.log")
         assert alive(h.pid)
     finally:
