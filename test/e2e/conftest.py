@@ -260,3 +260,21 @@ def rewrite_archive(images, change):
         for m, data in change(members):
             t.addfile(m, io.BytesIO(data) if data is not None else None)
     path.write_bytes(buf.getvalue())
+
+
+def wipe_after_dump(app):
+    """After a dump that killed app: reap it, keep its log, remove its dir."""
+    app.wait_dead()
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+    return log
+
+
+def check_back(app, before, log):
+    """The restored app carries on: next tick, config found, log appended."""
+    app.restored()
+    after = app.tick()
+    assert after["ticks"] == before["ticks"] + 1
+    assert after["conf"] == "mode=fast\n"
+    assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
+    assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])

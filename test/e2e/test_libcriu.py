@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, APPS, alive
+from conftest import CRIU, APPS, alive, check_back
 from criutree import archive, build_libcriu_program, has_archive
 
 
@@ -46,12 +46,7 @@ def test_libcriu_dump_restore_brings_the_dir_back(program, app, criu):
     r = run(program, "restore", criu.images)
     assert r.returncode == 0, (r.stderr, (criu.images / "restore.log").read_text())
     assert r.stdout == "restored %d\n" % app.pid
-    app.restored()
-    after = app.tick()
-    assert after["ticks"] == before["ticks"] + 1
-    assert after["conf"] == "mode=fast\n"
-    assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
-    assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])
+    check_back(app, before, log)
 
 
 def test_libcriu_several_calls(program, app, criu, tmpdir_tmp):

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, alive
+from conftest import CRIU, alive, check_back, wipe_after_dump
 from criutree import archive, has_archive, pycriu, request, rpc, swrk_call
 from test_auto import Holder
 
@@ -23,22 +23,6 @@ def member(images, path):
 def log_of(images, name):
     p = images / name
     return p.read_text(errors="replace") if p.exists() else ""
-
-
-def wipe_after_dump(app):
-    app.wait_dead()
-    log = (app.dir / "app.log").read_text()
-    shutil.rmtree(app.dir)
-    return log
-
-
-def check_back(app, before, log):
-    app.restored()
-    after = app.tick()
-    assert after["ticks"] == before["ticks"] + 1
-    assert after["conf"] == "mode=fast\n"
-    assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
-    assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])
 
 
 def pycriu_client(images, log):
