@@ -6,7 +6,8 @@ tmpfs that the benchmark mounts; total sizes 1, 16, 128, 512 MiB (half
 random bytes, half text-like data) and a case of 10,000 small files. For
 every case, side by side in one run, each repetition in a shuffled order:
 
-  unpatched   unpatched criu 4.1.1 (build/bench-pristine), plain dump
+  unpatched   unpatched criu of the pinned release (VERSION in
+              scripts/upstream.conf; build/bench-pristine), plain dump
   without     patched criu, dump without --tmp-file
   gzip/zstd/none  patched criu, dump --tmp-file DIR [--tmp-file-compress=X]
   copy        cp -a of the same directory into the images filesystem
@@ -50,7 +51,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-TREE = ROOT / "build/criu-4.1.1"
+sys.path.append(str(ROOT / "scripts"))
+from upstream_conf import UPSTREAM  # noqa: E402  the pinned release: VERSION, TARBALL
+TREE = ROOT / ("build/criu-" + UPSTREAM.VERSION)
 CRIU = Path(os.environ.get("BENCH_CRIU", TREE / "criu/criu"))  # the patched criu
 WORK = ROOT / "build/bench"
 PR_SET_CHILD_SUBREAPER = 36
@@ -445,7 +448,7 @@ def summarize(res, case_names, variants):
 
 
 LABELS = {
-    "unpatched": "unpatched 4.1.1, dump",
+    "unpatched": "unpatched %s, dump",  # % unpatched_version(machine)
     "without": "patched, dump without --tmp-file",
     "tmp-file": "--tmp-file (built-in gzip)",
     "gzip": "--tmp-file, gzip",
@@ -456,7 +459,17 @@ LABELS = {
 }
 
 
-def targets(s, cases, variants, has_compress):
+def unpatched_version(m):
+    """The upstream version the unpatched criu of a run was built from
+    (recorded since the move to 4.2.1; older raw.json files lack it)."""
+    return m.get("upstream_version", "upstream (version not recorded)")
+
+
+def label(v, m):
+    return LABELS[v] % unpatched_version(m) if v == "unpatched" else LABELS[v]
+
+
+def targets(s, cases, variants, has_compress, m):
     lines = []
 
     def res(ok):
@@ -507,9 +520,9 @@ def targets(s, cases, variants, has_compress):
             pv = mann_whitney_p(p, u)
             ok = ok and pv >= 0.05
             parts.append("%s %+.1f ms (%+.0f%%, p=%.2f)" % (c, d, 100 * d / statistics.median(u), pv))
-        lines.append("- %s: without --tmp-file, %s within noise of unpatched 4.1.1 "
+        lines.append("- %s: without --tmp-file, %s within noise of unpatched %s "
                      "(Δ median; within noise = two-sided Mann-Whitney U test p ≥ 0.05): %s" % (
-                         res(ok), what, ", ".join(parts)))
+                         res(ok), what, unpatched_version(m), ", ".join(parts)))
     return lines
 
 
@@ -522,8 +535,8 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
              "load average %s at the start, %s at the end (other work on the machine adds noise)." % (
                  cmdline, elapsed, m["host"], m["os"], m["kernel"], m["nproc"], m["cpu"], m["mem_gib"],
                  m["load_start"], m["load_end"]))
-    L.append("Patched criu built from this repository at %s; unpatched criu 4.1.1 built from "
-             "the sha256-verified upstream tarball (bench/pristine.sh)." % m["commit"])
+    L.append("Patched criu built from this repository at %s; unpatched criu %s built from "
+             "the sha256-verified upstream tarball (bench/pristine.sh)." % (m["commit"], unpatched_version(m)))
     L.append("Medians of %s repetitions per row (n below), variants interleaved in a shuffled order "
              "within each repetition. Files on a tmpfs mounted at %s, images on another tmpfs; "
              "the dumped process "
@@ -556,14 +569,14 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
             ratio = "%.2fx" % r["ratio"] if r.get("ratio") is not None else "—"
             img = r.get("image_bytes")
             L.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
-                case_desc[c], LABELS[v], r["n"], fmt(frozen), fmt(iqr(r["frozen_all"])),
+                case_desc[c], label(v, m), r["n"], fmt(frozen), fmt(iqr(r["frozen_all"])),
                 fmt(r.get("added_ms")), ratio,
                 fmt(r.get("dump_ms")), "—" if img is None else "%.2f" % (img / MiB),
                 fmt(r.get("restore_ms"))))
     L.append("")
     L.append("Targets (issue 7), computed from the medians above:")
     L.append("")
-    L.extend(targets(s, cases, variants, has_compress))
+    L.extend(targets(s, cases, variants, has_compress, m))
     L.append("")
     L.append("![added frozen time](frozen-time.png)")
     L.append("")
@@ -664,6 +677,7 @@ def main():
 
     m = machine()
     m["load_start"] = load_start
+    m["upstream_version"] = UPSTREAM.VERSION
     m["commit"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                                  capture_output=True, text=True).stdout.strip() or "?"
     m["host"] = "this machine (%s)" % platform.node()
