@@ -7,24 +7,46 @@ reports (both under /var/tmp, so that tests may mount a fresh tmpfs on
 at teardown, also when the test fails. pytest is made a child subreaper so
 that tasks restored with "criu restore -d" are its children and are reaped
 at once (PID 1 on these machines reaps slowly).
+
+Nothing may hang: every run of criu (or of a program that runs criu) goes
+through a TimeLimit, CRIU_TIMEOUT seconds (default 120) unless the test
+gives its own. When the time is up, criu is killed with its process group
+and every descendant, and the test fails with an AssertionError naming the
+step that hung and showing the tail of its log.
+
+The criu under test is $CRIU, by default the one built from the pinned
+upstream release of scripts/upstream.conf (build/criu-VERSION).
 """
 import atexit
 import ctypes
+import glob
 import io
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CRIU = os.environ.get("CRIU", str(ROOT / "build/criu-4.1.1/criu/criu"))
+sys.path.append(str(ROOT / "scripts"))
+from upstream_conf import UPSTREAM  # noqa: E402  VERSION, TARBALL, SHA256 of the pin
+
+BUILD_TREE = ROOT / ("build/criu-" + UPSTREAM.VERSION)  # what "make build" builds
+CRIU = os.environ.get("CRIU", str(BUILD_TREE / "criu/criu"))
+# The built tree of the criu under test: its crit, pycriu, libcriu and docs.
+TREE = Path(os.environ.get("CRIU_TREE") or Path(CRIU).resolve().parents[1])
+if not (TREE / "lib/c/criu.h").exists():
+    TREE = BUILD_TREE
+CRIU_TIMEOUT = float(os.environ.get("CRIU_TIMEOUT", "120"))
 PR_SET_CHILD_SUBREAPER = 36
 
 # Tests mount empty tmpfs on /tmp, and the checkout may live under /tmp:
@@ -62,6 +84,150 @@ def wait_gone(pid, timeout=10):
         time.sleep(0.02)
 
 
+def descendants(pid):
+    """The children of pid, their children, and so on."""
+    found, todo = [], [pid]
+    while todo:
+        for f in glob.glob("/proc/%d/task/*/children" % todo.pop()):
+            try:
+                with open(f) as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def kill_tree(pid):
+    """SIGKILL pid, its process group if it leads one, and all its
+    descendants. They are stopped first, until no new one appears, so that
+    none forks away while the tree is walked."""
+    tree = set()
+    for _ in range(20):
+        new = {pid, *descendants(pid)} - tree
+        if not new:
+            break
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        tree |= new
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def log_tail(log, lines=20):
+    """The last lines of a criu log, for a failure message."""
+    if log is None:
+        return "no log file"
+    try:
+        text = Path(log).read_text(errors="replace").splitlines()
+    except OSError as e:
+        return "no log at %s (%s)" % (log, e.strerror)
+    return "last lines of %s:\n%s" % (log, "\n".join("    " + l for l in text[-lines:]) or "    (empty)")
+
+
+class TimeLimit:
+    """The time limit of one run of criu, or of a program that runs criu.
+
+    what is the command ("criu dump"), step what the test was doing with
+    it ("dump of pid 1234"), log the log file criu was told to write. On
+    expiry the process is killed with its group and descendants (a hung
+    "criu restore" and the tasks it forked) and an AssertionError names the
+    step, the test and the limit, with the tail of the log.
+    """
+
+    def __init__(self, what, step, log=None, timeout=None):
+        self.what, self.step, self.log = what, step, log
+        self.timeout = CRIU_TIMEOUT if timeout is None else timeout
+        self.deadline = time.monotonic() + self.timeout
+        self.expired = False
+
+    def remaining(self):
+        return max(0.0, self.deadline - time.monotonic())
+
+    def message(self, output=""):
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+        msg = "%s (test step: %s%s) timed out after %gs; %s" % (
+            self.what, self.step, ", in " + test if test else "", self.timeout, log_tail(self.log))
+        output = output.strip()
+        if output:
+            msg += "\nits last output:\n" + "\n".join("    " + l for l in output.splitlines()[-10:])
+        return msg
+
+    def fail(self, popen, output=""):
+        """Time is up for popen (not reaped yet): kill its tree, reap it, raise."""
+        kill_tree(popen.pid)
+        try:
+            popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        raise AssertionError(self.message(output))
+
+    def wait(self, popen):
+        """popen.wait() within the limit; returns its exit status."""
+        try:
+            return popen.wait(timeout=self.remaining())
+        except subprocess.TimeoutExpired:
+            self.fail(popen)
+
+    @contextmanager
+    def watching(self, get_pid):
+        """For a blocking call into code that runs criu itself (pycriu): a
+        timer kills the tree of get_pid() when the time is up; the block
+        then fails with the message."""
+        def expire():
+            self.expired = True
+            pid = get_pid()
+            if pid:
+                kill_tree(pid)
+        timer = threading.Timer(self.remaining(), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield self
+        except Exception:
+            if not self.expired:
+                raise
+        finally:
+            timer.cancel()
+            timer.join()
+        if self.expired:
+            raise AssertionError(self.message())
+
+
+def run_bounded(cmd, what, step, log=None, timeout=None, **kw):
+    """Run cmd (criu, or a program that runs criu) in a session of its own,
+    stdin /dev/null, within the time limit (see TimeLimit). Returns a
+    CompletedProcess with text stdout and stderr."""
+    limit = TimeLimit(what, step, log, timeout)
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    # Files, not pipes: a leftover grandchild cannot keep us reading.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, **kw)
+
+        def read():
+            out.seek(0)
+            err.seek(0)
+            return (out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        try:
+            p.wait(timeout=limit.remaining())
+        except subprocess.TimeoutExpired:
+            limit.fail(p, "".join(read()))
+        stdout, stderr = read()
+    return subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
+
+
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -97,20 +263,25 @@ class Criu:
         self.binary = binary
         self.runs = 0
 
-    def run(self, action, *args, images=None, env=None, wrapper=(), timeout=120):
+    def run(self, action, *args, images=None, env=None, wrapper=(), timeout=None, step=None):
+        """criu ACTION -D images -o LOG -v4 ARGS, within the time limit
+        (CRIU_TIMEOUT unless timeout is given); step says what the test is
+        doing, for the message if it hangs."""
         self.runs += 1
         images = Path(images or self.images)
         images.mkdir(parents=True, exist_ok=True)
         log = self.workdir / ("%s-%d.log" % (action, self.runs))
         cmd = list(wrapper) + [self.binary, action, "-D", str(images), "-o", str(log), "-v4"] + list(args)
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, env=env, timeout=timeout)
+        proc = run_bounded(cmd, "criu " + action, step or "%s %s" % (action, " ".join(args)),
+                           log=log, timeout=timeout, env=env)
         return CriuResult(proc, log)
 
     def dump(self, pid, *args, **kw):
+        kw.setdefault("step", "dump of pid %s" % pid)
         return self.run("dump", "-t", str(pid), *args, **kw)
 
     def restore(self, *args, **kw):
+        kw.setdefault("step", "restore -d from %s" % (kw.get("images") or self.images))
         return self.run("restore", "-d", *args, **kw)
 
 
@@ -135,11 +306,10 @@ class Procs:
         self.pids.add(pid)
 
     def cleanup(self):
+        # With their descendants: a restored holder's child is a new
+        # process of ours too.
         for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_tree(pid)
         for p in self.popens:
             try:
                 p.wait(timeout=10)

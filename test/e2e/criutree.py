@@ -1,7 +1,8 @@
 """The built CRIU tree that the RPC, libcriu and pycriu tests use.
 
 CRIU_TREE names the tree (default: the tree of the criu binary in CRIU,
-i.e. build/criu-4.1.1). libcriu is TREE/lib/c/libcriu.so with the header
+else build/criu-VERSION, VERSION from scripts/upstream.conf: see
+conftest.TREE). libcriu is TREE/lib/c/libcriu.so with the header
 TREE/lib/c/criu.h; pycriu is TREE/lib/pycriu with the rpc_pb2 generated
 from TREE/images/rpc.proto by "make lib".
 """
@@ -11,11 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CRIU, ROOT
+from conftest import CRIU, TREE, TimeLimit
 
-TREE = Path(os.environ.get("CRIU_TREE") or Path(CRIU).resolve().parents[1])
-if not (TREE / "lib/c/criu.h").exists():
-    TREE = ROOT / "build/criu-4.1.1"
 LIBCRIU = TREE / "lib/c/libcriu.so"
 
 sys.path.insert(0, str(TREE / "lib"))
@@ -53,39 +51,54 @@ def build_libcriu_program(src, outdir):
     return exe
 
 
-def swrk_call(req, images, sndbuf=None, timeout=120):
-    """One raw RPC request to "criu swrk" over a socketpair, as libcriu does.
+def swrk_call(req, images, sndbuf=None, timeout=None):
+    """One raw RPC request to "criu swrk" over a socketpair, as libcriu does,
+    within the time limit (conftest.TimeLimit: CRIU_TIMEOUT unless timeout).
 
     The images directory is passed as images_dir_fd, an fd of ours that
-    criu opens through /proc/OUR_PID/fd (images_dir, a path, fails with
-    "Can't readlink" in 4.1.1: cr-service.c readlinks it).
+    criu opens through /proc/OUR_PID/fd, as libcriu and pycriu pass it.
     Returns (response, exit status of criu swrk).
     """
     fd = os.open(images, os.O_DIRECTORY)
+    step = "RPC %s request%s" % (rpc.criu_req_type.Name(req.type),
+                                 " of pid %d" % req.opts.pid if req.opts.pid else "")
+    log = Path(images) / req.opts.log_file if req.opts.log_file else None
     try:
         req.opts.images_dir_fd = fd
-        return _swrk_call(req, sndbuf, timeout)
+        return _swrk_call(req, sndbuf, TimeLimit("criu swrk", step, log, timeout))
     finally:
         os.close(fd)
 
 
-def _swrk_call(req, sndbuf, timeout):
+def _swrk_call(req, sndbuf, limit):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if sndbuf:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     p = subprocess.Popen([CRIU, "swrk", str(theirs.fileno())], pass_fds=[theirs.fileno()],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL, start_new_session=True)
     theirs.close()
     try:
+        ours.settimeout(limit.remaining())
         ours.send(req.SerializeToString())
-        ours.settimeout(timeout)
+        ours.settimeout(limit.remaining())
         size = len(ours.recv(1, socket.MSG_TRUNC | socket.MSG_PEEK))
         resp = rpc.criu_resp()
         resp.ParseFromString(ours.recv(size))
+    except socket.timeout:
+        limit.fail(p)
     finally:
         ours.close()
-    return resp, p.wait(timeout=timeout)
+    return resp, limit.wait(p)
+
+
+def pycriu_call(client, action, step, log=None, timeout=None):
+    """getattr(client, action)() of a pycriu.criu using its binary ("criu
+    swrk"), within the time limit: the swrk process pycriu forks is killed
+    when the time is up. Returns what pycriu returns, or raises what it raises."""
+    limit = TimeLimit("criu swrk (pycriu %s)" % action, step, log, timeout)
+    with limit.watching(lambda: getattr(client._comm, "swrk", None)):
+        return getattr(client, action)()
 
 
 def request(typ, log, **fields):

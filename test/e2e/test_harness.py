@@ -1,15 +1,17 @@
-"""The build harness: pinned tarball checks and the exported patch series."""
+"""The build harness: pinned tarball checks, the exported patch series,
+and the time limits of the tests and the demo."""
 import os
-import shutil
 import subprocess
-from pathlib import Path
+import time
 
 import pytest
 
-from conftest import ROOT
+import criutree
+from conftest import ROOT, UPSTREAM, Criu, alive, run_bounded, wait_gone
+from criutree import pycriu, pycriu_call, request, swrk_call
 
 FETCH = ROOT / "scripts/fetch-upstream.sh"
-CACHED = ROOT / "build/cache/criu_4.1.1.orig.tar.xz"
+CACHED = ROOT / "build/cache" / UPSTREAM.TARBALL
 
 
 def fetch(cache, env=None, wrapper=()):
@@ -56,7 +58,7 @@ def test_offline_tarball_is_used(workdir):
 
 def test_no_network_is_a_clear_error(workdir):
     msg = one_line_error(fetch(workdir / "cache", wrapper=["unshare", "--net"]))
-    assert "cannot download criu_4.1.1.orig.tar.xz" in msg and "CRIU_TARBALL" in msg
+    assert "cannot download %s" % UPSTREAM.TARBALL in msg and "CRIU_TARBALL" in msg
 
 
 def test_no_upstream_file_is_committed(workdir):
@@ -65,14 +67,14 @@ def test_no_upstream_file_is_committed(workdir):
                            text=True, check=True).stdout.split()
     assert "criu/tmp-files.c" in files
     subprocess.run(["tar", "-xJf", str(CACHED), "-C", str(workdir)], check=True)
-    upstream = workdir / "criu-4.1.1"
+    upstream = workdir / ("criu-" + UPSTREAM.VERSION)
     copies = [f for f in files
               if (upstream / f).is_file() and (upstream / f).read_bytes() == (ROOT / f).read_bytes()]
     assert copies == []
 
 
 def test_upstream_patch_series_applies_and_builds(workdir):
-    """make upstream-patch: git am on a pristine 4.1.1, then it builds."""
+    """make upstream-patch: git am on the pristine pinned release, then it builds."""
     dist = workdir / "dist"
     r = subprocess.run([str(ROOT / "scripts/export-series.sh"), str(dist)], cwd=ROOT,
                        capture_output=True, text=True)
@@ -94,5 +96,109 @@ def test_upstream_patch_series_applies_and_builds(workdir):
     r = subprocess.run(["make", "-s", "-j%d" % os.cpu_count(), "criu"], cwd=tree,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
-    out = subprocess.run([str(tree / "criu/criu"), "--help"], capture_output=True, text=True).stdout
+    out = run_bounded([str(tree / "criu/criu"), "--help"], "criu --help", "--help of the built series").stdout
     assert "--tmp-file PATH" in out
+
+
+HANGING_CRIU = r"""#!/bin/sh
+# A criu that never returns, as 4.1.1's dump on a machine whose hardware
+# breakpoints never fire. It logs a line where criu would (-o, relative to
+# -D; stderr without -o), starts a child, and sleeps. With FAKE_CRIU_HANG
+# set, only that action hangs: "check" says "Looks good.", others fail.
+if [ -n "${FAKE_CRIU_HANG:-}" ] && [ "$1" != swrk ] && [ "$1" != "$FAKE_CRIU_HANG" ]; then
+	[ "$1" = check ] && { echo "Looks good."; exit 0; }
+	exit 1
+fi
+log= dir=. prev=
+for a in "$@"; do
+	case $prev in -o) log=$a ;; -D) dir=$a ;; esac
+	prev=$a
+done
+case $log in "") log=/dev/stderr ;; /*) ;; *) log=$dir/$log ;; esac
+echo "(00.000001) fake criu $1: waiting for a breakpoint that never fires" >>"$log"
+sleep 100000 &
+[ -n "${FAKE_CRIU_PIDS:-}" ] && echo $$ $! >"$FAKE_CRIU_PIDS"
+exec sleep 100000
+"""
+
+
+@pytest.fixture
+def hanging_criu(workdir, monkeypatch):
+    """The path of a criu that never returns; its pid and its child's are
+    written to FAKE_CRIU_PIDS (workdir/fake.pids)."""
+    fake = workdir / "criu"
+    fake.write_text(HANGING_CRIU)
+    fake.chmod(0o755)
+    monkeypatch.setenv("FAKE_CRIU_PIDS", str(workdir / "fake.pids"))
+    return fake
+
+
+def assert_fake_criu_is_gone(workdir):
+    for pid in map(int, (workdir / "fake.pids").read_text().split()):
+        wait_gone(pid, timeout=5)
+
+
+def test_a_hanging_criu_fails_the_test_step_within_its_limit(procs, workdir, hanging_criu):
+    """The e2e tests' criu runner: the failure names the step and shows the
+    log; criu and what it started are killed."""
+    sleeper = procs.start(["sleep", "1000"])
+    criu = Criu(workdir / "images", workdir, binary=str(hanging_criu))
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError) as e:
+        criu.dump(sleeper.pid, "--tmp-file", "/tmp/x", timeout=2)
+    assert time.monotonic() - t0 < 2 + 8
+    msg = str(e.value)
+    assert msg.startswith("criu dump (test step: dump of pid %d, in " % sleeper.pid), msg
+    assert "test_a_hanging_criu_fails_the_test_step_within_its_limit" in msg
+    assert "timed out after 2s; last lines of %s:" % (workdir / "dump-1.log") in msg
+    assert "fake criu dump: waiting for a breakpoint that never fires" in msg
+    assert_fake_criu_is_gone(workdir)
+    assert alive(sleeper.pid)  # the dumped task is the test's to kill
+
+
+def test_a_hanging_criu_swrk_fails_the_rpc_step_within_its_limit(app, criu, workdir, hanging_criu,
+                                                                 monkeypatch):
+    """The same for the RPC tests: a raw request, and pycriu."""
+    monkeypatch.setattr(criutree, "CRIU", str(hanging_criu))
+    criu.images.mkdir()
+    app.start()
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError) as e:
+        swrk_call(request("DUMP", "dump.log", pid=app.pid), criu.images, timeout=2)
+    assert time.monotonic() - t0 < 2 + 8
+    assert str(e.value).startswith("criu swrk (test step: RPC DUMP request of pid %d, in " % app.pid)
+    # criu swrk never got to open its log: the message says where it would be.
+    assert "timed out after 2s; no log at %s (No such file or directory)" % (
+        criu.images / "dump.log") in str(e.value)
+    assert_fake_criu_is_gone(workdir)
+
+    c = pycriu.criu()
+    c.use_binary(str(hanging_criu))
+    t0 = time.monotonic()
+    with pytest.raises(AssertionError) as e:
+        pycriu_call(c, "dump", "pycriu dump of pid %d" % app.pid, timeout=2)
+    assert time.monotonic() - t0 < 2 + 8
+    assert str(e.value).startswith("criu swrk (pycriu dump) (test step: pycriu dump of pid %d, in " % app.pid)
+    assert_fake_criu_is_gone(workdir)
+    assert alive(app.pid)
+
+
+@pytest.mark.parametrize("step, title", [
+    ("check", "criu check"),
+    ("dump", "dump with --tmp-file"),
+])
+def test_a_hanging_criu_fails_the_demo_within_its_limit(workdir, hanging_criu, step, title):
+    """make demo with a criu that never returns: a failure naming the step,
+    with the log's tail, within CRIU_TIMEOUT (plus timeout's -k 5)."""
+    env = dict(os.environ, CRIU_TIMEOUT="3", FAKE_CRIU_HANG=step)
+    t0 = time.monotonic()
+    r = run_bounded([str(ROOT / "scripts/demo.sh"), str(hanging_criu)], "scripts/demo.sh",
+                    "demo with a criu that hangs at %s" % step, timeout=60, env=env, cwd=ROOT)
+    elapsed = time.monotonic() - t0
+    assert r.returncode != 0
+    assert elapsed < 3 + 5 + 10, elapsed
+    assert 'FAILED: step "%s": criu %s timed out after 3s (CRIU_TIMEOUT); last lines of ' % (
+        title, step) in r.stderr, r.stderr
+    assert "    (00.000001) fake criu %s: waiting for a breakpoint that never fires" % step in r.stderr
+    assert "==> OK" not in r.stdout
+    assert_fake_criu_is_gone(workdir)

@@ -5,14 +5,13 @@ apps/libcriu_tmpfile.c is compiled here against the tree's libcriu
 """
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, APPS, alive, check_back
+from conftest import CRIU, APPS, alive, check_back, run_bounded
 from criutree import archive, build_libcriu_program, has_archive
 
 
@@ -25,9 +24,13 @@ def program():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def run(program, *args):
-    return subprocess.run([str(program), CRIU] + [str(a) for a in args], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+def run(program, action, *args):
+    """libcriu_tmpfile ACTION ARGS: criu_dump() or criu_restore() of a
+    "criu swrk" that libcriu forks; the log is IMAGES/ACTION.log."""
+    images = Path(args[1] if action == "dump" else args[0])
+    return run_bounded([str(program), CRIU, action] + [str(a) for a in args],
+                       "libcriu_tmpfile %s" % action, "libcriu criu_%s()" % action,
+                       log=images / ("%s.log" % action))
 
 
 def test_libcriu_dump_restore_brings_the_dir_back(program, app, criu):

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from conftest import CRIU, alive, check_back, wipe_after_dump
-from criutree import archive, has_archive, pycriu, request, rpc, swrk_call
+from criutree import archive, has_archive, pycriu, pycriu_call, request, rpc, swrk_call
 from test_auto import Holder
 
 
@@ -44,8 +44,9 @@ def pycriu_request(images, log, action, **fields):
             c.opts.tmp_files.extend(value)
         else:
             setattr(c.opts, name, value)
+    step = "pycriu %s%s" % (action, " of pid %d" % fields["pid"] if "pid" in fields else "")
     try:
-        return getattr(c, action)()
+        return pycriu_call(c, action, step, log=images / log)
     except pycriu.CRIUException as e:
         return e
     finally:

@@ -7,9 +7,14 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, ROOT, alive, rewrite_archive, wait_gone
+from conftest import TREE, alive, rewrite_archive, wait_gone
 
 ARCHIVE = "tmp-files.tar.img"
+
+
+def crit_env():
+    """crit and pycriu of the tree under test, for /usr/bin/python3 -m crit."""
+    return dict(os.environ, PYTHONPATH="%s:%s" % (TREE / "crit", TREE / "lib"))
 
 
 def snapshot(d):
@@ -147,8 +152,7 @@ def test_crit_shows_the_manifest(app, criu):
     app.start()
     r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file", str(app.dir / "state"))
     assert r.returncode == 0, r
-    tree = ROOT / "build/criu-4.1.1"
-    env = dict(os.environ, PYTHONPATH="%s:%s" % (tree / "crit", tree / "lib"))
+    env = crit_env()
     out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / "tmp-files-manifest.img")],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
@@ -220,8 +224,7 @@ def test_crit_explains_the_raw_archive(app, criu):
     app.start()
     r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--leave-running")
     assert r.returncode == 0, r
-    tree = ROOT / "build/criu-4.1.1"
-    env = dict(os.environ, PYTHONPATH="%s:%s" % (tree / "crit", tree / "lib"))
+    env = crit_env()
     archive = str(criu.images / ARCHIVE)
     out = subprocess.run(["/usr/bin/python3", "-m", "crit", "decode", "-i", archive],
                          capture_output=True, text=True, env=env)
@@ -314,8 +317,7 @@ def test_manifest_checksums_are_xxh64(app, criu):
     app.start()
     r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--leave-running")
     assert r.returncode == 0, r
-    tree = ROOT / "build/criu-4.1.1"
-    env = dict(os.environ, PYTHONPATH="%s:%s" % (tree / "crit", tree / "lib"))
+    env = crit_env()
     out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / "tmp-files-manifest.img")],
                          capture_output=True, text=True, env=env, check=True)
     entries = {e["path"]: e for e in json.loads(out.stdout)["entries"][0]["entries"]}

@@ -5,11 +5,10 @@ import signal
 import socket
 import subprocess
 import tarfile
-from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, CRIU_OUTSIDE_TMP, alive, wait_gone
+from conftest import CRIU, CRIU_OUTSIDE_TMP, TREE, alive, run_bounded, wait_gone
 
 ARCHIVE = "tmp-files.tar.img"
 MANIFEST = "tmp-files-manifest.img"
@@ -283,11 +282,11 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
 
 
 def test_help_and_man_page_mention_the_option():
-    out = subprocess.run([CRIU, "--help"], capture_output=True, text=True).stdout
+    out = run_bounded([CRIU, "--help"], "criu --help", "criu --help").stdout
     assert "--tmp-file PATH" in out
     for opt in ("--tmp-file-compress gzip|zstd|none", "--tmp-file-auto", "--tmp-file-limit size"):
         assert opt in out
-    man = (Path(CRIU).resolve().parents[1] / "Documentation/criu.txt").read_text()
+    man = (TREE / "Documentation/criu.txt").read_text()
     for opt in ("*--tmp-file* 'path'::", "*--tmp-file-compress* *gzip*|*zstd*|*none*::",
                 "*--tmp-file-auto*::", "*--tmp-file-limit* 'size'::"):
         assert opt in man
