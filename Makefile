@@ -13,7 +13,12 @@ PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider
 export CRIU_TARBALL
 
 .PHONY: all deps tree build check test e2e demo patches upstream-patch \
-	test-export install clean distclean
+	check-series install clean distclean
+
+# Every step that runs criu has a time limit: a hang becomes a failure
+# that names the step (timeout(1) exits 124). The e2e tests and the demo
+# also bound each criu run (CRIU_TIMEOUT, 120 s by default).
+BOUND = ./scripts/bounded.sh
 
 all: build
 
@@ -29,25 +34,26 @@ build: tree
 	@echo "built $(CRIU)"
 
 check: build
-	$(CRIU) check
+	@$(BOUND) 5m "criu check" $(CRIU) check
 
 e2e: build
-	$(PYTEST) test/e2e $(PYTEST_ARGS)
+	@$(BOUND) 35m "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
 # zdtm and the upstream regression guard first: pytest's summary line is
 # the last thing "make test" prints.
 test: build
 	@$(MAKE) -s --no-print-directory zdtm zdtm-regress
-	$(PYTEST) test/e2e $(PYTEST_ARGS)
+	@$(BOUND) 35m "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
 demo: build
-	@./scripts/demo.sh $(CRIU)
+	@$(BOUND) 15m "make demo" ./scripts/demo.sh $(CRIU)
 
 # The frozen-time benchmark of issue 7 (bench/run.py, under 10 minutes):
 # writes bench/results/RESULTS.md and frozen-time.png. BENCH_ARGS=--help.
 .PHONY: bench
 bench: build
-	@BENCH_CMD="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(PYTHON) bench/run.py $(BENCH_ARGS)
+	@BENCH_CMD="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+		$(BOUND) 30m "make bench" $(PYTHON) bench/run.py $(BENCH_ARGS)
 
 # Regenerate patches/ from the commits made in the build tree.
 patches:
@@ -56,6 +62,10 @@ patches:
 # A git format-patch series for a pristine upstream tree, in dist/.
 upstream-patch: tree
 	@./scripts/export-series.sh dist
+
+# That series applied to the pristine release and built commit by commit.
+check-series: tree
+	@$(BOUND) 30m "make check-series" ./scripts/check-series.sh
 
 # criu, libcriu and its header; pycriu is left out (upstream installs it
 # with pip, which needs PyPI): use it from $(TREE)/lib with PYTHONPATH.
@@ -74,15 +84,15 @@ distclean:
 # build (see scripts/zdtm-regress.list).
 ZDTM_TESTS   := tmp_file00 tmp_file01 tmp_file02 tmp_file03 tmp_file04
 ZDTM_FLAVORS ?= h,ns,uns
-ZDTM         := cd $(TREE)/test && PYENV_VERSION=system $(PYTHON) zdtm.py
 
 .PHONY: zdtm zdtm-regress
 
 zdtm: build
 	@$(MAKE) -s -C $(TREE)/test/zdtm/lib -j$(JOBS) >/dev/null
 	@$(MAKE) -s -C $(TREE)/test/zdtm/static -j$(JOBS) $(ZDTM_TESTS) >/dev/null
-	$(ZDTM) run --keep-going -f $(ZDTM_FLAVORS) \
+	cd $(TREE)/test && PYENV_VERSION=system $(abspath $(BOUND)) 20m "make zdtm (zdtm.py run)" \
+		$(PYTHON) zdtm.py run --keep-going -f $(ZDTM_FLAVORS) \
 		-T '^zdtm/static/($(subst $(eval) ,|,$(ZDTM_TESTS)))$$'
 
 zdtm-regress: build
-	./scripts/zdtm-regress.sh $(TREE)
+	@$(BOUND) 30m "make zdtm-regress" ./scripts/zdtm-regress.sh $(TREE)

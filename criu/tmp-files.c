@@ -195,6 +195,13 @@ out:
 	return ret;
 }
 
+/* --tmp-file-compress */
+enum {
+	TMP_FILES_GZIP, /* the default */
+	TMP_FILES_ZSTD,
+	TMP_FILES_NONE,
+};
+
 static const struct compressor {
 	const char *name;
 	char *argv[5]; /* compresses stdin to stdout; argv[0] must be in PATH */
@@ -212,18 +219,6 @@ static int compressor_index(const char *name)
 		if (!strcmp(name, compressors[i].name))
 			return i;
 	return -1;
-}
-
-int tmp_files_set_compress(const char *name)
-{
-	int i = compressor_index(name);
-
-	if (i < 0) {
-		pr_err("--tmp-file-compress %s: must be gzip, zstd or none\n", name);
-		return -1;
-	}
-	opts.tmp_files_compress = i;
-	return 0;
 }
 
 /*
@@ -254,42 +249,112 @@ static int normalise_path(const char *path, char *out)
 	return 0;
 }
 
-/* Option parsing: keep an absolute, normalised path */
+/*
+ * The option parser only records the values: over RPC, options are parsed
+ * before the log is set up, and an error raised then would reach neither
+ * the log file nor cr_errmsg. tmp_files_check_options() checks them, from
+ * check_options(), once it is.
+ */
 int tmp_file_add(const char *path)
 {
 	struct tmp_file *tf;
-	char *norm;
-
-	if (!*path) {
-		pr_err("--tmp-file: the path is empty\n");
-		return -1;
-	}
-	if (*path != '/') {
-		pr_err("--tmp-file %s: the path must be absolute\n", path);
-		return -1;
-	}
-
-	norm = xmalloc(strlen(path) + 1);
-	if (!norm)
-		return -1;
-	if (normalise_path(path, norm)) {
-		pr_err("--tmp-file %s: \"..\" is not allowed in the path\n", path);
-		goto err;
-	}
-	if (!*norm) {
-		pr_err("--tmp-file %s: refusing to save the whole root\n", path);
-		goto err;
-	}
 
 	tf = xmalloc(sizeof(*tf));
 	if (!tf)
-		goto err;
-	tf->path = norm;
+		return -1;
+	tf->path = xstrdup(path);
+	if (!tf->path) {
+		xfree(tf);
+		return -1;
+	}
 	list_add_tail(&tf->list, &opts.tmp_files);
+	return 0;
+}
+
+/* Make tf->path absolute and normalised, in place (it can only shrink) */
+static int check_path_option(struct tmp_file *tf)
+{
+	char *norm;
+
+	if (!*tf->path) {
+		pr_err("--tmp-file: the path is empty\n");
+		return -1;
+	}
+	if (*tf->path != '/') {
+		pr_err("--tmp-file %s: the path must be absolute\n", tf->path);
+		return -1;
+	}
+	norm = xmalloc(strlen(tf->path) + 1);
+	if (!norm)
+		return -1;
+	if (normalise_path(tf->path, norm)) {
+		pr_err("--tmp-file %s: \"..\" is not allowed in the path\n", tf->path);
+		goto err;
+	}
+	if (!*norm) {
+		pr_err("--tmp-file %s: refusing to save the whole root\n", tf->path);
+		goto err;
+	}
+	xfree(tf->path);
+	tf->path = norm;
 	return 0;
 err:
 	xfree(norm);
 	return -1;
+}
+
+/* A size as --ghost-limit takes it (64M), but anything else is an error */
+static int parse_limit(const char *arg, size_t *size)
+{
+	unsigned long long v;
+	char *end;
+	int shift = 0;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (end == arg || *arg == '-' || errno)
+		return -1;
+	if (*end == 'K')
+		shift = 10;
+	else if (*end == 'M')
+		shift = 20;
+	else if (*end == 'G')
+		shift = 30;
+	if (shift)
+		end++;
+	if (*end || v > (SIZE_MAX >> shift))
+		return -1;
+	*size = (size_t)v << shift;
+	return 0;
+}
+
+int tmp_files_check_options(void)
+{
+	struct tmp_file *tf;
+
+	list_for_each_entry(tf, &opts.tmp_files, list)
+		if (check_path_option(tf))
+			return -1;
+
+	if (opts.tmp_files_compress && compressor_index(opts.tmp_files_compress) < 0) {
+		pr_err("--tmp-file-compress %s: must be gzip, zstd or none\n", opts.tmp_files_compress);
+		return -1;
+	}
+
+	if (opts.tmp_files_limit_arg && parse_limit(opts.tmp_files_limit_arg, &opts.tmp_files_limit)) {
+		pr_err("--tmp-file-limit %s: not a size (a number of bytes, or with K, M or G)\n",
+		       opts.tmp_files_limit_arg);
+		return -1;
+	}
+	return 0;
+}
+
+/* --tmp-file-compress, gzip if not given; checked by tmp_files_check_options() */
+static const struct compressor *compressor(void)
+{
+	if (!opts.tmp_files_compress)
+		return &compressors[TMP_FILES_GZIP];
+	return &compressors[compressor_index(opts.tmp_files_compress)];
 }
 
 /* Dump side state, filled before the tree is frozen */
@@ -370,7 +435,7 @@ static int run_version(char *prog, char *buf, size_t size)
 
 static int check_programs(void)
 {
-	const struct compressor *c = &compressors[opts.tmp_files_compress];
+	const struct compressor *c = compressor();
 	char buf[128] = {};
 
 	if (run_version("tar", buf, sizeof(buf))) {
@@ -919,7 +984,7 @@ static int set_manifest_compression(const char *name)
  */
 void tmp_files_compress_after_dump(void)
 {
-	const struct compressor *c = &compressors[opts.tmp_files_compress];
+	const struct compressor *c = compressor();
 	const char *name = imgset_template[CR_FD_TMP_FILES].fmt;
 	int dfd = get_service_fd(IMG_FD_OFF), in = -1, out = -1, ret = -1;
 	char tmp[64];

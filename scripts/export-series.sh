@@ -1,7 +1,9 @@
 #!/bin/sh
 # Write the whole change as a git format-patch series that applies with
-# "git am" to a pristine upstream tree: first the overlay's new files, then
-# patches/series.
+# "git am" to a pristine upstream tree: patches/series, each commit
+# carrying the overlay's new files that it builds or uses
+# (overlay_patch_of in scripts/overlay.conf), so that every commit of the
+# series builds on its own (scripts/check-series.sh checks it).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -11,38 +13,38 @@ TREE=${TREE:-build/criu-$VERSION}
 OUT=${1:-dist}
 TOP=$(pwd)
 case $OUT in /*) ;; *) OUT=$TOP/$OUT ;; esac
-WORK=build/export
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/criu-export.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
 
 die() { echo "export-series: $*" >&2; exit 1; }
 [ -d "$TREE/.git" ] || die "no build tree; run 'make tree' first"
 
-rm -rf "$WORK" "$OUT"
-git clone -q "$TREE" "$WORK"
-git -C "$WORK" checkout -q -B tmp-file upstream
-git -C "$WORK" config user.name "criu --tmp-file developers"
-git -C "$WORK" config user.email "tmp-file@criu.invalid"
-
+# Every overlay file must belong to exactly one patch of the series.
 for f in $(overlay_files); do
-	mkdir -p "$WORK/$(dirname "$f")"
-	cp -p "$f" "$WORK/$f"
-	git -C "$WORK" add -f "$f"
+	word=$(overlay_patch_of "$f") || die "$f: no patch for it in overlay_patch_of (scripts/overlay.conf)"
+	n=$(grep -v '^#' patches/series | grep -c -- "$word" || true)
+	[ "$n" = 1 ] || die "$f: $n patches of patches/series match \"$word\", expected one"
 done
-git -C "$WORK" commit -q -s -F - <<'MSG'
-criu: add the --tmp-file sources
 
-New files only, not built yet: criu/tmp-files.c saves the files named
-with --tmp-file into the images at dump (GNU tar, run while the tree is
-frozen) and puts them back before the tree is restored;
-images/tmp-file.proto describes the manifest image; tests and docs.
-
-The following patches wire them into the option parser, the image
-descriptors, dump, restore, RPC and libcriu.
-MSG
+rm -rf "$OUT"
+git clone -q "$TREE" "$WORK/tree"
+g() { git -C "$WORK/tree" "$@"; }
+g checkout -q -B tmp-file upstream
+g config user.name "criu --tmp-file developers"
+g config user.email "tmp-file@criu.invalid"
 
 for p in $(grep -v '^#' patches/series); do
-	git -C "$WORK" am -q "$TOP/patches/$p" || die "patches/$p does not apply"
+	g am -q "$TOP/patches/$p" || die "patches/$p does not apply"
+	added=
+	for f in $(overlay_files); do
+		case $p in *"$(overlay_patch_of "$f")"*) ;; *) continue ;; esac
+		mkdir -p "$WORK/tree/$(dirname "$f")"
+		cp -p "$f" "$WORK/tree/$f"
+		g add -f "$f"
+		added=1
+	done
+	[ -z "$added" ] || g commit -q --amend --no-edit
 done
 mkdir -p "$OUT"
-git -C "$WORK" format-patch -q --no-signature -o "$OUT" upstream..HEAD
-rm -rf "$WORK"
+g format-patch -q --no-signature -o "$OUT" upstream..HEAD
 echo "export-series: $(ls "$OUT" | wc -l) patch(es) in $OUT/"

@@ -12,21 +12,15 @@ struct stat;
 /* --tmp-file-limit: total size of the files --tmp-file-auto may save */
 #define DEFAULT_TMP_FILES_LIMIT (64 << 20)
 
-/* One --tmp-file PATH, normalised: absolute, no "//", "/./" or trailing "/" */
+/* One --tmp-file PATH; normalised by tmp_files_check_options() */
 struct tmp_file {
 	struct list_head list;
 	char *path;
 };
 
-/* --tmp-file-compress, in opts.tmp_files_compress */
-enum {
-	TMP_FILES_GZIP, /* the default */
-	TMP_FILES_ZSTD,
-	TMP_FILES_NONE,
-};
-
+/* Options: recorded while parsing, checked once the log is set up */
 extern int tmp_file_add(const char *path);
-extern int tmp_files_set_compress(const char *name);
+extern int tmp_files_check_options(void);
 
 /* Dump: check paths and tar before freezing, archive while frozen */
 extern int tmp_files_prepare_dump(pid_t root_pid);
