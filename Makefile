@@ -19,6 +19,7 @@ export CRIU_TARBALL
 # that names the step (timeout(1) exits 124). The e2e tests and the demo
 # also bound each criu run (CRIU_TIMEOUT, 120 s by default).
 BOUND = ./scripts/bounded.sh
+E2E_LIMIT ?= 35m
 
 all: build
 
@@ -37,13 +38,13 @@ check: build
 	@$(BOUND) 5m "criu check" $(CRIU) check
 
 e2e: build
-	@$(BOUND) 35m "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
+	@$(BOUND) $(E2E_LIMIT) "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
 # zdtm and the upstream regression guard first: pytest's summary line is
 # the last thing "make test" prints.
 test: build
 	@$(MAKE) -s --no-print-directory zdtm zdtm-regress
-	@$(BOUND) 35m "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
+	@$(BOUND) $(E2E_LIMIT) "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
 demo: build
 	@$(BOUND) 15m "make demo" ./scripts/demo.sh $(CRIU)

@@ -224,6 +224,10 @@ def run_bounded(cmd, what, step, log=None, timeout=None, **kw):
             p.wait(timeout=limit.remaining())
         except subprocess.TimeoutExpired:
             limit.fail(p, "".join(read()))
+        except BaseException:
+            # interrupted (make's time limit sends SIGINT): leave nothing behind
+            kill_tree(p.pid)
+            raise
         stdout, stderr = read()
     return subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
 

@@ -194,3 +194,28 @@ def test_a_hanging_criu_fails_the_demo_within_its_limit(workdir, hanging_criu, s
     assert "    (00.000001) fake criu %s: waiting for a breakpoint that never fires" % step in r.stderr
     assert "==> OK" not in r.stdout
     assert_fake_criu_is_gone(workdir)
+
+
+@pytest.mark.parametrize("criu_timeout, e2e_limit, failure", [
+    # each criu run's own limit: the test fails naming its step
+    ("3", "5m", "criu dump (test step: dump of pid "),
+    # the limit of the whole make step, should a run escape its own
+    ("600", "15s", "FAILED: the e2e tests (pytest test/e2e) did not finish within 15s (killed)"),
+])
+def test_a_hanging_criu_fails_make_test_within_its_limit(workdir, hanging_criu, criu_timeout,
+                                                          e2e_limit, failure):
+    """make's e2e step (what make test and .ci/run run) with a criu that
+    never returns: it fails, within its limits, naming the step."""
+    env = dict(os.environ, CRIU_TIMEOUT=criu_timeout)
+    env.pop("MAKEFLAGS", None)
+    t0 = time.monotonic()
+    r = run_bounded(["make", "-s", "--no-print-directory", "e2e", "CRIU=%s" % hanging_criu,
+                     "E2E_LIMIT=" + e2e_limit,
+                     "PYTEST_ARGS=test/e2e/test_tmp_file.py -k issue65 -x -p no:randomly"],
+                    "make e2e", "make e2e with a criu that hangs", timeout=300, env=env, cwd=ROOT)
+    assert r.returncode != 0
+    assert time.monotonic() - t0 < 240
+    assert failure in r.stdout + r.stderr, (r.stdout + r.stderr)[-3000:]
+    # the hung criu and what it started are gone (the inner tests' own
+    # teardown killed the processes they started)
+    assert_fake_criu_is_gone(workdir)
