@@ -97,3 +97,10 @@ zdtm: build
 
 zdtm-regress: build
 	@$(BOUND) 30m "make zdtm-regress" ./scripts/zdtm-regress.sh $(TREE)
+
+# Live migration between two "hosts" on this machine (host B: a mount and
+# pid namespace with its own tmpfs on /tmp), over 127.0.0.1: with criu
+# page-server, then back with --lazy-pages. See scripts/demo-migrate.sh.
+.PHONY: demo-migrate
+demo-migrate: build
+	@$(BOUND) 10m "make demo-migrate" ./scripts/demo-migrate.sh $(CRIU)
