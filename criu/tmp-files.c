@@ -50,147 +50,19 @@
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
 
-#define STAGE_TEMPLATE ".criu-tmp-files.XXXXXX"
-#define SUM_BLOCK      (64 << 10)
-
-/* For reading and copying file content, one user at a time */
-static char io_buf[1 << 20];
-
-static bool all_zeros(const char *buf, size_t len)
-{
-	return !len || (!buf[0] && !memcmp(buf, buf + 1, len - 1));
-}
-
-/*
- * XXH64 (https://github.com/Cyan4973/xxHash, doc/xxhash_spec.md): fast
- * enough to checksum the files while tar archives them, so that the
- * manifest costs no extra time with the tree frozen.
- */
-#define XXH_P1 0x9E3779B185EBCA87ULL
-#define XXH_P2 0xC2B2AE3D27D4EB4FULL
-#define XXH_P3 0x165667B19E3779F9ULL
-#define XXH_P4 0x85EBCA77C2B2AE63ULL
-#define XXH_P5 0x27D4EB2F165667C5ULL
-
-static inline uint64_t rotl64(uint64_t x, int r)
-{
-	return (x << r) | (x >> (64 - r));
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline uint64_t xxh64_round(uint64_t acc, uint64_t in)
-{
-	return rotl64(acc + in * XXH_P2, 31) * XXH_P1;
-}
-
-static inline uint64_t xxh64_merge(uint64_t acc, uint64_t v)
-{
-	return (acc ^ xxh64_round(0, v)) * XXH_P1 + XXH_P4;
-}
-
-static uint64_t xxh64(const void *buf, size_t len, uint64_t seed)
-{
-	const uint8_t *p = buf, *end = p + len;
-	uint64_t h;
-
-	if (len >= 32) {
-		uint64_t v1 = seed + XXH_P1 + XXH_P2, v2 = seed + XXH_P2, v3 = seed, v4 = seed - XXH_P1;
-
-		for (; p + 32 <= end; p += 32) {
-			v1 = xxh64_round(v1, get_le64(p));
-			v2 = xxh64_round(v2, get_le64(p + 8));
-			v3 = xxh64_round(v3, get_le64(p + 16));
-			v4 = xxh64_round(v4, get_le64(p + 24));
-		}
-		h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
-		h = xxh64_merge(xxh64_merge(xxh64_merge(xxh64_merge(h, v1), v2), v3), v4);
-	} else {
-		h = seed + XXH_P5;
-	}
-	h += len;
-
-	for (; p + 8 <= end; p += 8)
-		h = rotl64(h ^ xxh64_round(0, get_le64(p)), 27) * XXH_P1 + XXH_P4;
-	if (p + 4 <= end) {
-		h = rotl64(h ^ (uint64_t)(p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24) * XXH_P1, 23) * XXH_P2 +
-		    XXH_P3;
-		p += 4;
-	}
-	for (; p < end; p++)
-		h = rotl64(h ^ *p * XXH_P5, 11) * XXH_P1;
-
-	h ^= h >> 33;
-	h *= XXH_P2;
-	h ^= h >> 29;
-	h *= XXH_P3;
-	return h ^ (h >> 32);
-}
-
-/* Fold v into acc: XXH64 of the 16 little-endian bytes of acc and v */
-static uint64_t xxh64_chain(uint64_t acc, uint64_t v)
-{
-	uint8_t le[16];
-	int i;
-
-	for (i = 0; i < 8; i++) {
-		le[i] = acc >> (8 * i);
-		le[8 + i] = v >> (8 * i);
-	}
-	return xxh64(le, sizeof(le), 0);
-}
-
-/*
- * The checksum of a regular file's content (content_xxh64 in
- * images/tmp-file.proto): holes are skipped without reading them, and
- * zero blocks count as holes, so it depends on the content only.
- */
+/* The checksum of the file at path, as tmp_files_content_sum() makes it */
 static int content_xxh64(const char *path, off_t size, uint64_t *sum)
 {
-	uint64_t acc = 0;
-	off_t off, next = 0;
-	int fd, ret = -1;
+	int fd, ret;
 
-	fd = open(path, O_RDONLY);
+	fd = open(path, O_RDONLY | O_NOFOLLOW);
 	if (fd < 0) {
 		pr_perror("Can't open %s", path);
 		return -1;
 	}
-
-	while (next < size) {
-		off_t data, hole;
-
-		data = lseek(fd, next, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
-		if (hole < 0) {
-			pr_perror("Can't seek in %s", path);
-			goto out;
-		}
-		for (off = max(next, data - data % SUM_BLOCK); off < hole && off < size; off += SUM_BLOCK) {
-			ssize_t len = min_t(off_t, SUM_BLOCK, size - off);
-
-			if (pread(fd, io_buf, len, off) != len) {
-				pr_perror("Can't read %s", path);
-				goto out;
-			}
-			if (!all_zeros(io_buf, len))
-				acc = xxh64_chain(xxh64_chain(acc, off), xxh64(io_buf, len, 0));
-		}
-		next = off;
-	}
-	*sum = xxh64_chain(acc, size);
-	ret = 0;
-out:
+	ret = tmp_files_content_sum(fd, size, sum);
+	if (ret)
+		pr_err("Can't read %s\n", path);
 	close(fd);
 	return ret;
 }
@@ -1016,403 +888,6 @@ out:
 	}
 }
 
-/*
- * Restore side. An entry of the archive is prepared next to its target
- * ("tmp" is its temporary name there) and renamed into place at commit.
- */
-struct placement {
-	struct list_head list;
-	char *src; /* staged entry */
-	char *dst; /* its target */
-	char *tmp; /* temporary name next to dst; NULL for a directory */
-	struct stat st;
-	bool created; /* a directory made by this restore */
-};
-
-struct place_ctx {
-	const char *stage;
-	const char *root; /* "" for "/" */
-	struct list_head files;
-	struct list_head dirs;
-	unsigned int seq;      /* files prepared so far */
-	unsigned int fault_at; /* FI_TMP_FILES_PLACE: fail at this file */
-};
-
-static char *path_join(const char *a, const char *b)
-{
-	return xsprintf("%s/%s", a, b);
-}
-
-static int copy_xattrs(const char *src, const char *dst)
-{
-	char *names, *name, *val = NULL;
-	ssize_t len, vlen;
-	int ret = -1;
-
-	len = llistxattr(src, NULL, 0);
-	if (len == 0 || (len < 0 && errno == ENOTSUP))
-		return 0;
-	names = len < 0 ? NULL : xmalloc(len);
-	if (!names || llistxattr(src, names, len) != len) {
-		pr_perror("Can't list xattrs of %s", src);
-		xfree(names);
-		return -1;
-	}
-
-	for (name = names; name < names + len; name += strlen(name) + 1) {
-		vlen = lgetxattr(src, name, NULL, 0);
-		xfree(val);
-		val = vlen < 0 ? NULL : xmalloc(vlen + 1);
-		if (!val || lgetxattr(src, name, val, vlen) != vlen) {
-			pr_perror("Can't read xattr %s of %s", name, src);
-			goto out;
-		}
-		if (lsetxattr(dst, name, val, vlen, 0)) {
-			pr_perror("Can't set xattr %s on %s", name, dst);
-			goto out;
-		}
-	}
-	ret = 0;
-out:
-	xfree(names);
-	xfree(val);
-	return ret;
-}
-
-/* Owner before mode (chown drops setuid), xattrs after chown, times last */
-static int copy_metadata(const char *src, const struct stat *st, const char *dst)
-{
-	struct timespec times[2] = { st->st_atim, st->st_mtim };
-
-	if (lchown(dst, st->st_uid, st->st_gid)) {
-		pr_perror("Can't chown %s", dst);
-		return -1;
-	}
-	if (!S_ISLNK(st->st_mode)) {
-		if (chmod(dst, st->st_mode & 07777)) {
-			pr_perror("Can't chmod %s", dst);
-			return -1;
-		}
-		if (copy_xattrs(src, dst))
-			return -1;
-	}
-	if (utimensat(AT_FDCWD, dst, times, AT_SYMLINK_NOFOLLOW)) {
-		pr_perror("Can't set times of %s", dst);
-		return -1;
-	}
-	return 0;
-}
-
-/* Copy data segments only, so that holes stay holes */
-static int copy_data(const char *src, const struct stat *st, const char *dst)
-{
-	int in, out, ret = -1;
-	off_t off = 0;
-
-	in = open(src, O_RDONLY);
-	if (in < 0) {
-		pr_perror("Can't open %s", src);
-		return -1;
-	}
-	out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	if (out < 0) {
-		pr_perror("Can't create %s", dst);
-		close(in);
-		return -1;
-	}
-
-	while (off < st->st_size) {
-		off_t data, hole;
-
-		data = lseek(in, off, SEEK_DATA);
-		if (data < 0) {
-			if (errno == ENXIO)
-				break;
-			pr_perror("Can't seek in %s", src);
-			goto out;
-		}
-		hole = lseek(in, data, SEEK_HOLE);
-		if (hole < 0) {
-			pr_perror("Can't seek in %s", src);
-			goto out;
-		}
-		for (off = data; off < hole;) {
-			ssize_t n = pread(in, io_buf, min_t(off_t, sizeof(io_buf), hole - off), off), done, w;
-
-			if (n <= 0) {
-				pr_perror("Can't read %s", src);
-				goto out;
-			}
-			for (done = 0; done < n; done += w) {
-				/* A short write is followed by the error */
-				w = pwrite(out, io_buf + done, n - done, off + done);
-				if (w <= 0) {
-					pr_perror("Can't write %s", dst);
-					goto out;
-				}
-			}
-			off += n;
-		}
-	}
-	if (ftruncate(out, st->st_size)) {
-		pr_perror("Can't truncate %s", dst);
-		goto out;
-	}
-	ret = 0;
-out:
-	close(in);
-	if (close(out) && !ret) {
-		pr_perror("Can't write %s", dst);
-		ret = -1;
-	}
-	return ret;
-}
-
-/* The staging directory is on another filesystem: make a copy at tmp */
-static int copy_entry(struct placement *p)
-{
-	char target[PATH_MAX];
-	ssize_t len;
-	int ret;
-
-	switch (p->st.st_mode & S_IFMT) {
-	case S_IFREG:
-		ret = copy_data(p->src, &p->st, p->tmp);
-		break;
-	case S_IFLNK:
-		len = readlink(p->src, target, sizeof(target) - 1);
-		if (len < 0) {
-			pr_perror("Can't read link %s", p->src);
-			return -1;
-		}
-		target[len] = '\0';
-		ret = symlink(target, p->tmp);
-		if (ret)
-			pr_perror("Can't create symlink %s", p->tmp);
-		break;
-	default:
-		ret = mknod(p->tmp, p->st.st_mode, p->st.st_rdev);
-		if (ret)
-			pr_perror("Can't create %s", p->tmp);
-		break;
-	}
-
-	return ret ?: copy_metadata(p->src, &p->st, p->tmp);
-}
-
-static struct placement *find_hardlink(struct place_ctx *ctx, const struct stat *st)
-{
-	struct placement *p;
-
-	if (st->st_nlink < 2)
-		return NULL;
-	list_for_each_entry(p, &ctx->files, list)
-		if (p->st.st_ino == st->st_ino && p->st.st_dev == st->st_dev)
-			return p;
-	return NULL;
-}
-
-static int prepare_file(struct place_ctx *ctx, struct placement *p)
-{
-	struct placement *first;
-	struct stat dst_st;
-	char *slash;
-
-	if (!lstat(p->dst, &dst_st) && S_ISDIR(dst_st.st_mode)) {
-		pr_err("Can't restore %s: a directory is in its place\n", p->dst);
-		return -1;
-	}
-
-	slash = strrchr(p->dst, '/');
-	p->tmp = xsprintf("%.*s/.criu-tmp-file.%d.%u", (int)(slash - p->dst), p->dst, getpid(), ctx->seq++);
-	if (!p->tmp)
-		return -1;
-
-	/* Staged hardlinks stay one inode: link to the first one placed */
-	first = find_hardlink(ctx, &p->st);
-	if (first && !link(first->tmp, p->tmp))
-		goto done;
-	if (first && errno != EXDEV) {
-		pr_perror("Can't link %s to %s", p->tmp, first->tmp);
-		goto err;
-	}
-
-	if (!rename(p->src, p->tmp))
-		goto done;
-	if (errno != EXDEV) {
-		pr_perror("Can't move %s to %s", p->src, p->tmp);
-		goto err;
-	}
-	if (copy_entry(p)) {
-		unlink(p->tmp);
-		goto err;
-	}
-done:
-	list_add_tail(&p->list, &ctx->files);
-	if (ctx->seq == ctx->fault_at) {
-		pr_err("Fault injected: placing %s fails\n", p->dst);
-		return -1;
-	}
-	return 0;
-err:
-	xfree(p->tmp);
-	p->tmp = NULL;
-	return -1;
-}
-
-static int prepare_entry(struct place_ctx *ctx, const char *rel);
-
-static int prepare_dir(struct place_ctx *ctx, struct placement *p, const char *rel)
-{
-	struct stat dst_st;
-	struct dirent *de;
-	DIR *d;
-	int ret = 0;
-
-	if (lstat(p->dst, &dst_st)) {
-		if (errno != ENOENT || mkdir(p->dst, 0700)) {
-			pr_perror("Can't create directory %s", p->dst);
-			return -1;
-		}
-		p->created = true;
-	} else if (!S_ISDIR(dst_st.st_mode)) {
-		pr_err("Can't restore directory %s: something else is in its place\n", p->dst);
-		return -1;
-	}
-	list_add_tail(&p->list, &ctx->dirs);
-
-	d = opendir(p->src);
-	if (!d) {
-		pr_perror("Can't open %s", p->src);
-		return -1;
-	}
-	while (!ret && (de = readdir(d))) {
-		char *child;
-
-		if (dir_dots(de))
-			continue;
-		child = path_join(rel, de->d_name);
-		ret = child ? prepare_entry(ctx, child) : -1;
-		xfree(child);
-	}
-	closedir(d);
-	return ret;
-}
-
-static void free_placement(struct placement *p)
-{
-	xfree(p->src);
-	xfree(p->dst);
-	xfree(p->tmp);
-	xfree(p);
-}
-
-static int prepare_entry(struct place_ctx *ctx, const char *rel)
-{
-	struct placement *p;
-	int ret;
-
-	p = xzalloc(sizeof(*p));
-	if (!p)
-		return -1;
-	INIT_LIST_HEAD(&p->list);
-	p->src = path_join(ctx->stage, rel);
-	p->dst = path_join(ctx->root, rel);
-	if (!p->src || !p->dst)
-		goto err;
-	if (lstat(p->src, &p->st)) {
-		pr_perror("The archive has no %s", rel);
-		goto err;
-	}
-
-	if (S_ISDIR(p->st.st_mode))
-		ret = prepare_dir(ctx, p, rel);
-	else
-		ret = prepare_file(ctx, p);
-	if (list_empty(&p->list))
-		goto err;
-	return ret;
-err:
-	free_placement(p);
-	return -1;
-}
-
-/* Parents of a saved path that are missing at restore are made 0755 */
-static int prepare_parents(struct place_ctx *ctx, const char *rel)
-{
-	const char *slash;
-
-	for (slash = strchr(rel, '/'); slash; slash = strchr(slash + 1, '/')) {
-		struct placement *p;
-
-		p = xzalloc(sizeof(*p));
-		if (!p)
-			return -1;
-		p->dst = xsprintf("%s/%.*s", ctx->root, (int)(slash - rel), rel);
-		if (!p->dst) {
-			free_placement(p);
-			return -1;
-		}
-		if (mkdir(p->dst, 0755)) {
-			struct stat st;
-
-			/* Never write through a symlink: it may lead anywhere */
-			if (errno != EEXIST || lstat(p->dst, &st) || !S_ISDIR(st.st_mode)) {
-				pr_err("Can't restore /%s: %s is not a directory\n", rel, p->dst);
-				free_placement(p);
-				return -1;
-			}
-			free_placement(p);
-			continue;
-		}
-		pr_info("Created missing parent directory %s\n", p->dst);
-		p->created = true;
-		/* No src: its metadata is not in the archive, keep it out of commit */
-		list_add_tail(&p->list, &ctx->dirs);
-	}
-	return 0;
-}
-
-static void rollback(struct place_ctx *ctx)
-{
-	struct placement *p;
-
-	list_for_each_entry(p, &ctx->files, list)
-		unlink(p->tmp);
-	list_for_each_entry_reverse(p, &ctx->dirs, list)
-		if (p->created && rmdir(p->dst))
-			pr_perror("Can't remove %s", p->dst);
-}
-
-static int commit(struct place_ctx *ctx)
-{
-	struct placement *p;
-	int ret = 0;
-
-	list_for_each_entry(p, &ctx->files, list) {
-		if (rename(p->tmp, p->dst)) {
-			pr_perror("Can't rename %s to %s", p->tmp, p->dst);
-			unlink(p->tmp);
-			ret = -1;
-		}
-	}
-	/* Children first: placing entries changes their parent's mtime */
-	list_for_each_entry_reverse(p, &ctx->dirs, list)
-		if (p->src && copy_metadata(p->src, &p->st, p->dst))
-			ret = -1;
-	return ret;
-}
-
-static void free_ctx(struct place_ctx *ctx)
-{
-	struct placement *p, *t;
-
-	list_for_each_entry_safe(p, t, &ctx->files, list)
-		free_placement(p);
-	list_for_each_entry_safe(p, t, &ctx->dirs, list)
-		free_placement(p);
-}
-
 /* As dump writes it: absolute, normalised, not "/" */
 static bool path_normalised(const char *path)
 {
@@ -1430,7 +905,6 @@ static struct {
 	bool *seen;
 	size_t nr_entries;
 	size_t stage_len;
-	unsigned int nr_files;
 } staged;
 
 static int entry_cmp(const void *a, const void *b)
@@ -1503,8 +977,6 @@ static int check_entry(const char *path, const char *fpath, const struct stat *s
 		return -1;
 	}
 	staged.seen[e - staged.entries] = true;
-	if (!S_ISDIR(st->st_mode))
-		staged.nr_files++;
 	return 0;
 }
 
@@ -1561,7 +1033,6 @@ static int check_staged(const char *stage, TmpFilesManifestEntry *me)
 	if (!staged.seen)
 		return -1;
 	staged.stage_len = strlen(stage);
-	staged.nr_files = 0;
 
 	ret = nftw(stage, check_one_staged, 64, FTW_PHYS);
 	if (ret < 0)
@@ -1581,33 +1052,6 @@ static int check_staged(const char *stage, TmpFilesManifestEntry *me)
 	ret = 0;
 out:
 	xfree(staged.seen);
-	return ret;
-}
-
-static int place_all(const char *stage, const char *root, TmpFilesManifestEntry *me)
-{
-	struct place_ctx ctx = { .stage = stage, .root = root };
-	size_t i;
-	int ret = 0;
-
-	INIT_LIST_HEAD(&ctx.files);
-	INIT_LIST_HEAD(&ctx.dirs);
-	if (fault_injected(FI_TMP_FILES_PLACE))
-		ctx.fault_at = staged.nr_files / 2 + 1;
-
-	for (i = 0; !ret && i < me->n_paths; i++) {
-		const char *rel = me->paths[i] + 1;
-
-		ret = prepare_parents(&ctx, rel) ?: prepare_entry(&ctx, rel);
-	}
-
-	if (ret) {
-		pr_err("Nothing of the --tmp-file archive was restored\n");
-		rollback(&ctx);
-	} else {
-		ret = commit(&ctx);
-	}
-	free_ctx(&ctx);
 	return ret;
 }
 
@@ -1642,10 +1086,9 @@ static int extract_archive(const char *stage)
 static int restore_into(const char *root)
 {
 	TmpFilesManifestEntry *me = NULL;
-	char stage[PATH_MAX];
+	struct tmp_files_stage stage;
 	struct cr_img *img;
-	struct stat st;
-	int ret;
+	int root_fd, ret;
 
 	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_RSTR);
 	if (!img)
@@ -1664,24 +1107,21 @@ static int restore_into(const char *root)
 		pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", me->compression);
 		goto out;
 	}
-
-	/* Stage on /tmp when there is one: most saved files live there */
-	snprintf(stage, sizeof(stage), "%s/tmp", root);
-	if (lstat(stage, &st) || !S_ISDIR(st.st_mode))
-		snprintf(stage, sizeof(stage), "%s/" STAGE_TEMPLATE, root);
-	else
-		snprintf(stage, sizeof(stage), "%s/tmp/" STAGE_TEMPLATE, root);
-	if (!mkdtemp(stage)) {
-		pr_perror("Can't create a staging directory %s", stage);
+	root_fd = open(*root ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		pr_perror("Can't open the restore root %s", *root ? root : "/");
 		goto out;
 	}
+	if (tmp_files_stage_make(root_fd, root, &stage))
+		goto close_root;
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(stage) ?: check_staged(stage, me) ?:
-								  place_all(stage, root, me);
+	ret = extract_archive(stage.path) ?: check_staged(stage.path, me) ?:
+									    tmp_files_place(root_fd, stage.fd, me);
 
-	if (rmrf(stage))
-		pr_perror("Can't remove the staging directory %s", stage);
+	tmp_files_stage_remove(&stage);
+close_root:
+	close(root_fd);
 out:
 	tmp_files_manifest_entry__free_unpacked(me, NULL);
 	return ret;

@@ -1,7 +1,9 @@
 #ifndef __CR_TMP_FILES_H__
 #define __CR_TMP_FILES_H__
 
+#include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/list.h"
@@ -31,5 +33,29 @@ extern void tmp_files_compress_after_dump(void);
 /* Restore: put the saved files back before any task opens a file */
 extern int restore_tmp_files(void);
 extern int restore_tmp_files_in_ns(void);
+
+/*
+ * Between the tmp-files*.c files. tmp-files.c has the options and the
+ * dump and restore entry points, the archive and the manifest;
+ * tmp-files-place.c the staging directory and the placement of the
+ * entries under the restore root; tmp-files-hash.c the content checksum.
+ */
+struct TmpFilesManifestEntry;
+
+/* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
+extern int tmp_files_content_sum(int fd, off_t size, uint64_t *sum);
+
+/* tmp-files-place.c */
+struct tmp_files_stage {
+	int parent_fd;
+	int fd; /* holds the flock() that tells it is in use */
+	char name[48];
+	char path[PATH_MAX]; /* for tar */
+};
+
+extern int tmp_files_stage_make(int root_fd, const char *root, struct tmp_files_stage *s);
+extern void tmp_files_stage_remove(struct tmp_files_stage *s);
+/* me->entries sorted by path: check_staged() did it */
+extern int tmp_files_place(int root_fd, int stage_fd, struct TmpFilesManifestEntry *me);
 
 #endif /* __CR_TMP_FILES_H__ */

@@ -1,0 +1,964 @@
+/*
+ * --tmp-file, restore: put the checked entries of the staging directory
+ * in place under the restore root.
+ *
+ * Restore runs as root and writes where other users can write (/tmp).
+ * Every path is resolved relative to the root's fd with openat2() and
+ * RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH, and every change is made relative
+ * to the fd of the entry's parent directory, resolved so, or on the fd of
+ * the entry itself. A directory that exists on the way to an entry must
+ * be owned by root or by the entry's saved owner, and must not be
+ * writable by others unless it is sticky: so no other user can rename or
+ * replace what restore resolved, in the time between two steps.
+ *
+ * An entry that exists and matches the saved one (type, owner, mode,
+ * size, mtime, content, xattrs, link target) is kept as it is, inode and
+ * all: a process that checks its file's identity (SQLite) goes on
+ * working. A directory that exists is fixed in place, never replaced.
+ * Every other entry is prepared under a temporary name next to its
+ * target; when all are ready, they are exchanged with their targets
+ * (renameat2() RENAME_EXCHANGE), and the old versions are removed only
+ * once every exchange succeeded. A failure undoes the exchanges made and
+ * leaves every target as it was.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <time.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "common/list.h"
+#include "cr_options.h"
+#include "fault-injection.h"
+#include "kerndat.h"
+#include "log.h"
+#include "mount-v2.h"
+#include "rbtree.h"
+#include "tmp-files.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#include "images/tmp-file.pb-c.h"
+
+#undef LOG_PREFIX
+#define LOG_PREFIX "tmp-files: "
+
+#define COPY_BUF     (1 << 20)
+#define STAGE_PREFIX ".criu-tmp-files."
+
+/* One entry to write: "tmp" in the directory of "path" until commit */
+struct placement {
+	struct list_head list;
+	struct rb_node node; /* in place_ctx.links, by staged inode */
+	char *path;	     /* "/tmp/app/x", as in the manifest */
+	char tmp[48];
+	struct stat st; /* of the staged entry */
+	bool exchanged; /* committed, the old target is at tmp now */
+	bool placed;	/* committed, nothing was there */
+	bool created;	/* a directory made by this restore */
+};
+
+struct place_ctx {
+	int root_fd;
+	int stage_fd;
+	TmpFilesManifestEntry *me; /* entries sorted by path */
+	struct list_head files;
+	struct list_head dirs; /* parents before children */
+	struct rb_root links;  /* placed entries of staged inodes with nlink > 1 */
+	unsigned int seq;
+	unsigned int fault_at; /* FI_TMP_FILES_PLACE: fail at this file */
+	unsigned int kept;
+	char *buf;
+};
+
+static int open_beneath(int dfd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = flags | O_NOFOLLOW | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+
+	return sys_openat2(dfd, *path ? path : ".", &how, sizeof(how));
+}
+
+/* The parent directory of path ("/tmp/app/x"), and its last name */
+static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd;
+
+	*name = slash + 1;
+	dir = xsprintf("%.*s", (int)(slash > path ? slash - path - 1 : 0), path + 1);
+	if (!dir)
+		return -1;
+	fd = open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY);
+	if (fd < 0)
+		pr_perror("Can't open the directory of %s (a symlink or something else on the way?)", path);
+	xfree(dir);
+	return fd;
+}
+
+/*
+ * A directory that restore resolves a saved entry through: owned by root
+ * or by the entry's saved owner, and not writable by others unless it is
+ * sticky. Any other user could swap what is in it between two steps.
+ */
+static int check_dir_owner(const char *dir, const struct stat *st, uid_t owner, const char *path)
+{
+	if (st->st_uid != 0 && st->st_uid != owner) {
+		pr_err("Refusing to restore %s: directory %s is owned by uid %u, not by root nor by the saved owner %u\n",
+		       path, dir, st->st_uid, owner);
+		return -1;
+	}
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) && !(st->st_mode & S_ISVTX)) {
+		pr_err("Refusing to restore %s: directory %s (uid %u, mode %#o) is writable by others and not sticky\n",
+		       path, dir, st->st_uid, st->st_mode & 07777);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The directory dir (the first len bytes of path), name in dfd, made
+ * 0755 if it is missing. Returns its fd.
+ */
+static int enter_parent(struct place_ctx *ctx, int dfd, const char *name, const char *path, size_t len,
+			uid_t owner)
+{
+	struct placement *p = NULL;
+	struct stat st;
+	char *dir;
+	int fd = -1;
+
+	dir = xsprintf("%.*s", (int)len, path);
+	if (!dir)
+		return -1;
+	if (mkdirat(dfd, name, 0755) == 0) {
+		pr_info("Created missing parent directory %s\n", dir);
+		p = xzalloc(sizeof(*p));
+		if (!p)
+			goto out;
+		p->path = xstrdup(dir);
+		p->created = true;
+		/* Its metadata is not in the archive: kept out of commit */
+		list_add_tail(&p->list, &ctx->dirs);
+	} else if (errno != EEXIST) {
+		pr_perror("Can't create directory %s", dir);
+		goto out;
+	}
+	fd = open_beneath(dfd, name, O_PATH | O_DIRECTORY);
+	if (fd < 0)
+		pr_perror("Can't restore %s: %s is not a directory", path, dir);
+	else if (fstat(fd, &st) || check_dir_owner(dir, &st, owner, path))
+		close_safe(&fd);
+out:
+	xfree(dir);
+	return fd;
+}
+
+/* Parents of a saved path that are missing at restore are made 0755 */
+static int prepare_parents(struct place_ctx *ctx, const char *path, uid_t owner)
+{
+	const char *name = path + 1, *slash;
+	char comp[NAME_MAX + 1];
+	int dfd, fd;
+
+	dfd = open_beneath(ctx->root_fd, "", O_PATH | O_DIRECTORY);
+	if (dfd < 0) {
+		pr_perror("Can't open the restore root");
+		return -1;
+	}
+	for (; (slash = strchr(name, '/')); name = slash + 1, dfd = fd) {
+		if (slash - name > NAME_MAX) {
+			pr_err("Can't restore %s: a name is too long\n", path);
+			fd = -1;
+		} else {
+			memcpy(comp, name, slash - name);
+			comp[slash - name] = '\0';
+			fd = enter_parent(ctx, dfd, comp, path, slash - path, owner);
+		}
+		close(dfd);
+		if (fd < 0)
+			return -1;
+	}
+	close(dfd);
+	return 0;
+}
+
+static bool same_xattrs(int a, int b)
+{
+	char *na = NULL, *nb = NULL, *va = NULL, *vb = NULL, *n;
+	ssize_t la, lb;
+	bool same = false;
+
+	la = flistxattr(a, NULL, 0);
+	lb = flistxattr(b, NULL, 0);
+	if (la <= 0 || lb <= 0)
+		return la <= 0 && lb <= 0;
+	if (la != lb)
+		return false;
+	na = xmalloc(la);
+	nb = xmalloc(lb);
+	if (!na || !nb || flistxattr(a, na, la) != la || flistxattr(b, nb, lb) != lb)
+		goto out;
+	for (n = na; n < na + la; n += strlen(n) + 1) {
+		ssize_t l = fgetxattr(a, n, NULL, 0);
+
+		if (l < 0 || fgetxattr(b, n, NULL, 0) != l)
+			goto out;
+		xfree(va);
+		xfree(vb);
+		va = xmalloc(l + 1);
+		vb = xmalloc(l + 1);
+		if (!va || !vb || fgetxattr(a, n, va, l) != l || fgetxattr(b, n, vb, l) != l || memcmp(va, vb, l))
+			goto out;
+	}
+	same = true;
+out:
+	xfree(na);
+	xfree(nb);
+	xfree(va);
+	xfree(vb);
+	return same;
+}
+
+static TmpFileEntry *manifest_entry(struct place_ctx *ctx, const char *path)
+{
+	size_t lo = 0, hi = ctx->me->n_entries;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(ctx->me->entries[mid]->path, path);
+
+		if (!c)
+			return ctx->me->entries[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/*
+ * Does the existing target dst (dfd/name, stat dst) already hold what
+ * the staged entry p holds? Hardlinked entries are always written.
+ */
+static bool unchanged(struct place_ctx *ctx, struct placement *p, int dfd, const char *name, const struct stat *dst)
+{
+	const struct stat *st = &p->st;
+	char a[PATH_MAX], b[PATH_MAX];
+	TmpFileEntry *e;
+	bool same = false;
+	int sfd, tfd;
+
+	if ((dst->st_mode & S_IFMT) != (st->st_mode & S_IFMT) || (dst->st_mode & 07777) != (st->st_mode & 07777) ||
+	    dst->st_uid != st->st_uid || dst->st_gid != st->st_gid || dst->st_size != st->st_size ||
+	    dst->st_mtim.tv_sec != st->st_mtim.tv_sec || dst->st_mtim.tv_nsec != st->st_mtim.tv_nsec ||
+	    dst->st_rdev != st->st_rdev || st->st_nlink > 1 || dst->st_nlink > 1)
+		return false;
+
+	if (S_ISLNK(st->st_mode)) {
+		ssize_t la = readlinkat(dfd, name, a, sizeof(a)), lb = readlinkat(ctx->stage_fd, p->path + 1, b, sizeof(b));
+
+		return la >= 0 && la == lb && !memcmp(a, b, la);
+	}
+	if (!S_ISREG(st->st_mode))
+		return true;
+
+	e = manifest_entry(ctx, p->path);
+	if (!e || !e->has_content_xxh64)
+		return false;
+	tfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	sfd = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (tfd >= 0 && sfd >= 0) {
+		uint64_t sum;
+
+		same = !tmp_files_content_sum(tfd, dst->st_size, &sum) && sum == e->content_xxh64 &&
+		       same_xattrs(tfd, sfd);
+	}
+	close_safe(&tfd);
+	close_safe(&sfd);
+	return same;
+}
+
+static int copy_xattrs(int src, int dst, const char *path)
+{
+	char *names, *name, *val = NULL;
+	ssize_t len, vlen;
+	int ret = -1;
+
+	len = flistxattr(src, NULL, 0);
+	if (len == 0 || (len < 0 && errno == ENOTSUP))
+		return 0;
+	names = len < 0 ? NULL : xmalloc(len);
+	if (!names || flistxattr(src, names, len) != len) {
+		pr_perror("Can't list xattrs of %s", path);
+		xfree(names);
+		return -1;
+	}
+	for (name = names; name < names + len; name += strlen(name) + 1) {
+		vlen = fgetxattr(src, name, NULL, 0);
+		xfree(val);
+		val = vlen < 0 ? NULL : xmalloc(vlen + 1);
+		if (!val || fgetxattr(src, name, val, vlen) != vlen) {
+			pr_perror("Can't read xattr %s of %s", name, path);
+			goto out;
+		}
+		if (fsetxattr(dst, name, val, vlen, 0)) {
+			pr_perror("Can't set xattr %s on %s", name, path);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	xfree(names);
+	xfree(val);
+	return ret;
+}
+
+/* On an open file or directory: owner before mode (chown drops setuid), times last */
+static int copy_metadata(int src, const struct stat *st, int dst, const char *path)
+{
+	struct timespec times[2] = { st->st_atim, st->st_mtim };
+
+	if (fchown(dst, st->st_uid, st->st_gid) || fchmod(dst, st->st_mode & 07777)) {
+		pr_perror("Can't set the owner or mode of %s", path);
+		return -1;
+	}
+	if (copy_xattrs(src, dst, path))
+		return -1;
+	if (futimens(dst, times)) {
+		pr_perror("Can't set the times of %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copy data segments only, so that holes stay holes */
+static int copy_data(struct place_ctx *ctx, int in, int out, off_t size, const char *path)
+{
+	off_t off = 0;
+
+	while (off < size) {
+		off_t data, hole;
+
+		data = lseek(in, off, SEEK_DATA);
+		if (data < 0 && errno == ENXIO)
+			break;
+		hole = data < 0 ? -1 : lseek(in, data, SEEK_HOLE);
+		if (hole < 0) {
+			pr_perror("Can't seek in the staged %s", path);
+			return -1;
+		}
+		for (off = data; off < hole;) {
+			ssize_t n = pread(in, ctx->buf, min_t(off_t, COPY_BUF, hole - off), off), done, w;
+
+			if (n <= 0) {
+				pr_perror("Can't read the staged %s", path);
+				return -1;
+			}
+			for (done = 0; done < n; done += w) {
+				/* A short write is followed by the error */
+				w = pwrite(out, ctx->buf + done, n - done, off + done);
+				if (w <= 0) {
+					pr_perror("Can't write %s", path);
+					return -1;
+				}
+			}
+			off += n;
+		}
+	}
+	if (ftruncate(out, size)) {
+		pr_perror("Can't write %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The staging directory is on another filesystem: make a copy at dfd/tmp */
+static int copy_entry(struct place_ctx *ctx, struct placement *p, int dfd)
+{
+	const char *rel = p->path + 1;
+	struct timespec times[2] = { p->st.st_atim, p->st.st_mtim };
+	char target[PATH_MAX];
+	int in = -1, out = -1, ret = -1;
+	ssize_t len;
+
+	switch (p->st.st_mode & S_IFMT) {
+	case S_IFREG:
+		in = openat(ctx->stage_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		out = openat(dfd, p->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (in < 0 || out < 0) {
+			pr_perror("Can't copy %s", p->path);
+			goto out;
+		}
+		ret = copy_data(ctx, in, out, p->st.st_size, p->path) ?: copy_metadata(in, &p->st, out, p->path);
+		if (close(out) && !ret) {
+			pr_perror("Can't write %s", p->path);
+			ret = -1;
+		}
+		out = -1;
+		goto out;
+	case S_IFLNK:
+		len = readlinkat(ctx->stage_fd, rel, target, sizeof(target) - 1);
+		if (len < 0) {
+			pr_perror("Can't read the staged link %s", p->path);
+			return -1;
+		}
+		target[len] = '\0';
+		if (symlinkat(target, dfd, p->tmp)) {
+			pr_perror("Can't create symlink %s", p->path);
+			return -1;
+		}
+		break;
+	default:
+		if (mknodat(dfd, p->tmp, p->st.st_mode & ~07777, p->st.st_rdev)) {
+			pr_perror("Can't create %s", p->path);
+			return -1;
+		}
+		/* Not through a symlink: it was just made in a directory no one else may change */
+		if (fchmodat(dfd, p->tmp, p->st.st_mode & 07777, 0)) {
+			pr_perror("Can't set the mode of %s", p->path);
+			return -1;
+		}
+		break;
+	}
+	if (fchownat(dfd, p->tmp, p->st.st_uid, p->st.st_gid, AT_SYMLINK_NOFOLLOW) ||
+	    utimensat(dfd, p->tmp, times, AT_SYMLINK_NOFOLLOW)) {
+		pr_perror("Can't set the owner or times of %s", p->path);
+		return -1;
+	}
+	return 0;
+out:
+	close_safe(&in);
+	close_safe(&out);
+	return ret;
+}
+
+static struct placement *find_link(struct place_ctx *ctx, const struct stat *st)
+{
+	struct rb_node *n = ctx->links.rb_node;
+
+	while (n) {
+		struct placement *p = rb_entry(n, struct placement, node);
+
+		if (st->st_ino == p->st.st_ino)
+			return p;
+		n = st->st_ino < p->st.st_ino ? n->rb_left : n->rb_right;
+	}
+	return NULL;
+}
+
+static void add_link(struct place_ctx *ctx, struct placement *p)
+{
+	struct rb_node **n = &ctx->links.rb_node, *parent = NULL;
+
+	while (*n) {
+		parent = *n;
+		n = p->st.st_ino < rb_entry(parent, struct placement, node)->st.st_ino ? &parent->rb_left :
+											 &parent->rb_right;
+	}
+	rb_link_and_balance(&ctx->links, &p->node, parent, n);
+}
+
+/* Staged hardlinks stay one inode: link to the first one placed */
+static int link_to_first(struct place_ctx *ctx, struct placement *first, int dfd, struct placement *p)
+{
+	const char *name;
+	int fdfd, ret;
+
+	fdfd = parent_fd(ctx, first->path, &name);
+	if (fdfd < 0)
+		return -1;
+	ret = linkat(fdfd, first->tmp, dfd, p->tmp, 0);
+	if (ret)
+		pr_perror("Can't link %s to %s", p->path, first->path);
+	close(fdfd);
+	return ret;
+}
+
+static int prepare_file(struct place_ctx *ctx, struct placement *p)
+{
+	struct placement *first = NULL;
+	const char *name;
+	struct stat dst;
+	int dfd, ret = -1;
+
+	dfd = parent_fd(ctx, p->path, &name);
+	if (dfd < 0)
+		return -1;
+	if (!fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
+		if (S_ISDIR(dst.st_mode)) {
+			pr_err("Can't restore %s: a directory is in its place\n", p->path);
+			goto out;
+		}
+		if (unchanged(ctx, p, dfd, name, &dst)) {
+			ctx->kept++;
+			ret = 1;
+			goto out;
+		}
+	} else if (errno != ENOENT) {
+		pr_perror("Can't stat %s", p->path);
+		goto out;
+	}
+
+	snprintf(p->tmp, sizeof(p->tmp), ".criu-tmp-file.%d.%u", getpid(), ctx->seq++);
+	if (p->st.st_nlink > 1)
+		first = find_link(ctx, &p->st);
+	if (first)
+		ret = link_to_first(ctx, first, dfd, p);
+	else if (!renameat(ctx->stage_fd, p->path + 1, dfd, p->tmp))
+		ret = 0;
+	else if (errno != EXDEV)
+		pr_perror("Can't move the staged %s into place", p->path);
+	else if (copy_entry(ctx, p, dfd))
+		unlinkat(dfd, p->tmp, 0);
+	else
+		ret = 0;
+	if (ret)
+		goto out;
+
+	list_add_tail(&p->list, &ctx->files);
+	if (p->st.st_nlink > 1 && !first)
+		add_link(ctx, p);
+	if (ctx->seq == ctx->fault_at) {
+		pr_err("Fault injected: placing %s fails\n", p->path);
+		ret = -1;
+	}
+out:
+	close(dfd);
+	return ret;
+}
+
+static int prepare_entry(struct place_ctx *ctx, const char *path);
+
+/* The names in the staged directory path, read before going down */
+static char **staged_names(struct place_ctx *ctx, const char *path, size_t *nr)
+{
+	char **names = NULL;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	*nr = 0;
+	fd = openat(ctx->stage_fd, path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		pr_perror("Can't open the staged %s", path);
+		close_safe(&fd);
+		return NULL;
+	}
+	while ((de = readdir(d))) {
+		char **n;
+
+		if (dir_dots(de))
+			continue;
+		n = xrealloc(names, (*nr + 2) * sizeof(*names));
+		if (!n)
+			goto err;
+		names = n;
+		names[*nr] = xstrdup(de->d_name);
+		if (!names[*nr])
+			goto err;
+		names[++*nr] = NULL;
+	}
+	closedir(d);
+	return names ?: xzalloc(sizeof(*names));
+err:
+	closedir(d);
+	while (*nr)
+		xfree(names[--*nr]);
+	xfree(names);
+	return NULL;
+}
+
+static int prepare_dir(struct place_ctx *ctx, struct placement *p)
+{
+	const char *name;
+	struct stat dst;
+	char **names;
+	size_t i, nr;
+	int dfd, ret = 0;
+
+	dfd = parent_fd(ctx, p->path, &name);
+	if (dfd < 0)
+		return -1;
+	if (mkdirat(dfd, name, 0700) == 0) {
+		p->created = true;
+	} else if (errno != EEXIST || fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
+		pr_perror("Can't create directory %s", p->path);
+		ret = -1;
+	} else if (!S_ISDIR(dst.st_mode)) {
+		pr_err("Can't restore directory %s: something else is in its place\n", p->path);
+		ret = -1;
+	} else {
+		/* Fixed in place at commit; what is in it is resolved through it */
+		ret = check_dir_owner(p->path, &dst, p->st.st_uid, p->path);
+	}
+	close(dfd);
+	if (ret)
+		return -1;
+	list_add_tail(&p->list, &ctx->dirs);
+
+	names = staged_names(ctx, p->path, &nr);
+	if (!names)
+		return -1;
+	for (i = 0; i < nr; i++) {
+		char *child = ret ? NULL : xsprintf("%s/%s", p->path, names[i]);
+
+		if (!ret)
+			ret = child ? prepare_entry(ctx, child) : -1;
+		xfree(child);
+		xfree(names[i]);
+	}
+	xfree(names);
+	return ret;
+}
+
+static void free_placement(struct placement *p)
+{
+	xfree(p->path);
+	xfree(p);
+}
+
+static int prepare_entry(struct place_ctx *ctx, const char *path)
+{
+	struct placement *p;
+	int ret;
+
+	p = xzalloc(sizeof(*p));
+	if (!p)
+		return -1;
+	INIT_LIST_HEAD(&p->list);
+	p->path = xstrdup(path);
+	if (!p->path)
+		goto err;
+	if (fstatat(ctx->stage_fd, path + 1, &p->st, AT_SYMLINK_NOFOLLOW)) {
+		pr_perror("The archive has no %s", path);
+		goto err;
+	}
+
+	if (S_ISDIR(p->st.st_mode))
+		ret = prepare_dir(ctx, p);
+	else
+		ret = prepare_file(ctx, p);
+	if (list_empty(&p->list))
+		free_placement(p);
+	return ret < 0 ? -1 : 0;
+err:
+	free_placement(p);
+	return -1;
+}
+
+/* Undo what commit_files() did so far, and remove what was prepared */
+static void rollback(struct place_ctx *ctx)
+{
+	struct placement *p;
+	const char *name;
+	int dfd;
+
+	list_for_each_entry(p, &ctx->files, list) {
+		dfd = parent_fd(ctx, p->path, &name);
+		if (dfd < 0)
+			continue;
+		if (p->exchanged && renameat2(dfd, p->tmp, dfd, name, RENAME_EXCHANGE))
+			pr_perror("Can't put the old %s back", p->path);
+		if (p->placed && renameat2(dfd, name, dfd, p->tmp, RENAME_NOREPLACE))
+			pr_perror("Can't take %s back", p->path);
+		unlinkat(dfd, p->tmp, 0);
+		close(dfd);
+	}
+	list_for_each_entry_reverse(p, &ctx->dirs, list) {
+		if (!p->created)
+			continue;
+		dfd = parent_fd(ctx, p->path, &name);
+		if (dfd < 0 || unlinkat(dfd, name, AT_REMOVEDIR))
+			pr_perror("Can't remove %s", p->path);
+		close_safe(&dfd);
+	}
+}
+
+/* Put tmp in the place of the target; an old target goes to tmp */
+static int commit_one(struct place_ctx *ctx, struct placement *p)
+{
+	const char *name;
+	int dfd, ret;
+
+	dfd = parent_fd(ctx, p->path, &name);
+	if (dfd < 0)
+		return -1;
+	ret = renameat2(dfd, p->tmp, dfd, name, RENAME_NOREPLACE);
+	if (!ret) {
+		p->placed = true;
+	} else if (errno == EEXIST) {
+		ret = renameat2(dfd, p->tmp, dfd, name, RENAME_EXCHANGE);
+		p->exchanged = !ret;
+	}
+	if (ret)
+		pr_perror("Can't put %s in place", p->path);
+	close(dfd);
+	return ret;
+}
+
+static int commit_files(struct place_ctx *ctx)
+{
+	struct placement *p;
+
+	list_for_each_entry(p, &ctx->files, list)
+		if (commit_one(ctx, p))
+			return -1;
+	return 0;
+}
+
+static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
+{
+	int src, dst, ret = -1;
+
+	src = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	dst = open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY);
+	if (src < 0 || dst < 0)
+		pr_perror("Can't open %s to set its owner, mode and times", p->path);
+	else
+		ret = copy_metadata(src, &p->st, dst, p->path);
+	close_safe(&src);
+	close_safe(&dst);
+	return ret;
+}
+
+/*
+ * Every entry is in place: drop the old versions, then set the saved
+ * directories' owners, modes and times, children first (placing entries
+ * changed their parents' mtime). A failure here is reported; the files
+ * stay in place.
+ */
+static int finish(struct place_ctx *ctx)
+{
+	struct placement *p;
+	unsigned int written = 0;
+	const char *name;
+	int dfd, ret = 0;
+
+	list_for_each_entry(p, &ctx->files, list) {
+		written++;
+		if (!p->exchanged)
+			continue;
+		dfd = parent_fd(ctx, p->path, &name);
+		if (dfd < 0 || unlinkat(dfd, p->tmp, 0)) {
+			pr_perror("Can't remove the old %s (%s)", p->path, p->tmp);
+			ret = -1;
+		}
+		close_safe(&dfd);
+	}
+	list_for_each_entry_reverse(p, &ctx->dirs, list)
+		if (S_ISDIR(p->st.st_mode) && set_dir_metadata(ctx, p))
+			ret = -1;
+
+	pr_info("%u entr%s kept as they were, %u written\n", ctx->kept, ctx->kept == 1 ? "y" : "ies", written);
+	if (ret)
+		pr_err("The --tmp-file entries are in place, but not all of their metadata could be set\n");
+	return ret;
+}
+
+static void free_ctx(struct place_ctx *ctx)
+{
+	struct placement *p, *t;
+
+	list_for_each_entry_safe(p, t, &ctx->files, list)
+		free_placement(p);
+	list_for_each_entry_safe(p, t, &ctx->dirs, list)
+		free_placement(p);
+	xfree(ctx->buf);
+}
+
+int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
+{
+	struct place_ctx ctx = { .root_fd = root_fd, .stage_fd = stage_fd, .me = me, .links = RB_ROOT };
+	unsigned int nr_files = 0;
+	size_t i;
+	int ret = 0;
+
+	if (!kdat.has_openat2) {
+		pr_err("--tmp-file restore needs openat2() (Linux 5.6)\n");
+		return -1;
+	}
+	INIT_LIST_HEAD(&ctx.files);
+	INIT_LIST_HEAD(&ctx.dirs);
+	ctx.buf = xmalloc(COPY_BUF);
+	if (!ctx.buf)
+		return -1;
+	if (fault_injected(FI_TMP_FILES_PLACE)) {
+		for (i = 0; i < me->n_entries; i++)
+			nr_files += me->entries[i]->type != TMP_FILE_ENTRY__KIND__DIR;
+		ctx.fault_at = nr_files / 2 + 1;
+	}
+
+	for (i = 0; !ret && i < me->n_paths; i++) {
+		TmpFileEntry *e = manifest_entry(&ctx, me->paths[i]);
+
+		ret = prepare_parents(&ctx, me->paths[i], e ? e->uid : 0) ?: prepare_entry(&ctx, me->paths[i]);
+	}
+	ret = ret ?: commit_files(&ctx);
+	if (ret) {
+		pr_err("Nothing of the --tmp-file archive was restored\n");
+		rollback(&ctx);
+	} else {
+		ret = finish(&ctx);
+	}
+	free_ctx(&ctx);
+	return ret;
+}
+
+/*
+ * Remove the directory name in dfd and everything in it, with a bounded
+ * number of open fds and no path longer than a name: directories below
+ * the first level are moved up into it before their parent is removed.
+ */
+static int remove_tree(int dfd, const char *name)
+{
+	unsigned int moved = 0;
+	bool again = true;
+	int fd, ret = 0;
+
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -1;
+
+	while (again && !ret) {
+		struct dirent *de;
+		DIR *d;
+
+		again = false;
+		/* The dup shares the offset: each pass reads from the start */
+		lseek(fd, 0, SEEK_SET);
+		d = fdopendir(dup(fd));
+		if (!d) {
+			ret = -1;
+			break;
+		}
+		while (!ret && (de = readdir(d))) {
+			struct dirent *sde;
+			DIR *sd;
+			int sfd;
+
+			if (dir_dots(de))
+				continue;
+			if (!unlinkat(fd, de->d_name, 0) || errno != EISDIR)
+				continue;
+			again = true;
+			sfd = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			sd = sfd < 0 ? NULL : fdopendir(sfd);
+			if (!sd) {
+				close_safe(&sfd);
+				ret = -1;
+				break;
+			}
+			while (!ret && (sde = readdir(sd))) {
+				char up[32];
+
+				if (dir_dots(sde) || !unlinkat(sfd, sde->d_name, 0) || errno != EISDIR)
+					continue;
+				do {
+					snprintf(up, sizeof(up), ".up.%u", moved++);
+					ret = renameat2(sfd, sde->d_name, fd, up, RENAME_NOREPLACE);
+				} while (ret && errno == EEXIST);
+			}
+			closedir(sd);
+			if (!ret && unlinkat(fd, de->d_name, AT_REMOVEDIR))
+				ret = -1;
+		}
+		closedir(d);
+	}
+	close(fd);
+	return ret ?: unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+/* A staging directory left by a killed restore: ours, and nobody's lock */
+static void remove_stale_stages(int dfd)
+{
+	struct dirent *de;
+	DIR *d;
+
+	lseek(dfd, 0, SEEK_SET);
+	d = fdopendir(dup(dfd));
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		struct stat st;
+		int fd;
+
+		if (strncmp(de->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)))
+			continue;
+		fd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!fstat(fd, &st) && st.st_uid == geteuid() && (st.st_mode & 07777) == 0700 &&
+		    !flock(fd, LOCK_EX | LOCK_NB)) {
+			pr_info("Removing %s, left by a restore that did not finish\n", de->d_name);
+			if (remove_tree(dfd, de->d_name))
+				pr_perror("Can't remove %s", de->d_name);
+		}
+		close(fd);
+	}
+	closedir(d);
+}
+
+/*
+ * The staging directory: <root>/tmp when there is one (most saved files
+ * live there, and moving is cheaper than copying), else the root; mode
+ * 0700, flock()ed while this restore uses it, so that one left by a
+ * killed restore is told from one in use.
+ */
+int tmp_files_stage_make(int root_fd, const char *root, struct tmp_files_stage *s)
+{
+	const char *in = "tmp/";
+	int i;
+
+	s->fd = -1;
+	s->parent_fd = open_beneath(root_fd, "tmp", O_RDONLY | O_DIRECTORY);
+	if (s->parent_fd < 0) {
+		in = "";
+		s->parent_fd = open_beneath(root_fd, "", O_RDONLY | O_DIRECTORY);
+	}
+	if (s->parent_fd < 0) {
+		pr_perror("Can't open the restore root");
+		return -1;
+	}
+	remove_stale_stages(s->parent_fd);
+
+	for (i = 0; i < 100; i++) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		snprintf(s->name, sizeof(s->name), STAGE_PREFIX "%d.%lx", getpid(), ts.tv_nsec + i);
+		if (!mkdirat(s->parent_fd, s->name, 0700))
+			break;
+		if (errno != EEXIST)
+			break;
+	}
+	s->fd = openat(s->parent_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (s->fd < 0 || flock(s->fd, LOCK_EX)) {
+		pr_perror("Can't create a staging directory %s/%s%s", root, in, s->name);
+		close_safe(&s->fd);
+		close_safe(&s->parent_fd);
+		return -1;
+	}
+	snprintf(s->path, sizeof(s->path), "%s/%s%s", root, in, s->name);
+	return 0;
+}
+
+void tmp_files_stage_remove(struct tmp_files_stage *s)
+{
+	if (remove_tree(s->parent_fd, s->name))
+		pr_perror("Can't remove the staging directory %s", s->path);
+	close_safe(&s->fd);
+	close_safe(&s->parent_fd);
+}
