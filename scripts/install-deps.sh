@@ -10,7 +10,7 @@ python3-protobuf libnl-3-dev libnl-route-3-dev libnet1-dev libcap-dev
 libbsd-dev libnftables-dev uuid-dev libgnutls28-dev libaio-dev
 libdrm-dev
 tar gzip zstd iptables iproute2 util-linux procps acl attr
-runc busybox-static
+runc busybox-static podman
 python3 python3-yaml python3-pytest python3-xxhash
 gnuplot-nox
 "
