@@ -911,27 +911,14 @@ static void remove_stale_stages(int dfd)
 	closedir(d);
 }
 
-/*
- * The staging directory: <root>/tmp when there is one (most saved files
- * live there, and moving is cheaper than copying), else the root; mode
- * 0700, flock()ed while this restore uses it, so that one left by a
- * killed restore is told from one in use.
- */
-int tmp_files_stage_make(int root_fd, const char *root, struct tmp_files_stage *s)
+/* A locked, private staging directory in the directory in (relative to root_fd) */
+static int stage_in(int root_fd, const char *in, struct tmp_files_stage *s)
 {
-	const char *in = "tmp/";
 	int i;
 
-	s->fd = -1;
-	s->parent_fd = open_beneath(root_fd, "tmp", O_RDONLY | O_DIRECTORY);
-	if (s->parent_fd < 0) {
-		in = "";
-		s->parent_fd = open_beneath(root_fd, "", O_RDONLY | O_DIRECTORY);
-	}
-	if (s->parent_fd < 0) {
-		pr_perror("Can't open the restore root");
+	s->parent_fd = open_beneath(root_fd, in, O_RDONLY | O_DIRECTORY);
+	if (s->parent_fd < 0)
 		return -1;
-	}
 	remove_stale_stages(s->parent_fd);
 
 	for (i = 0; i < 100; i++) {
@@ -942,17 +929,55 @@ int tmp_files_stage_make(int root_fd, const char *root, struct tmp_files_stage *
 		if (!mkdirat(s->parent_fd, s->name, 0700))
 			break;
 		if (errno != EEXIST)
-			break;
+			goto err;
 	}
 	s->fd = openat(s->parent_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->fd < 0 || flock(s->fd, LOCK_EX)) {
-		pr_perror("Can't create a staging directory %s/%s%s", root, in, s->name);
-		close_safe(&s->fd);
-		close_safe(&s->parent_fd);
-		return -1;
+	if (s->fd >= 0 && !flock(s->fd, LOCK_EX))
+		return 0;
+	close_safe(&s->fd);
+	unlinkat(s->parent_fd, s->name, AT_REMOVEDIR);
+err:
+	close_safe(&s->parent_fd);
+	return -1;
+}
+
+/*
+ * The staging directory, mode 0700, flock()ed while this restore uses it,
+ * so that one left by a killed restore is told from one in use. In
+ * <root>/tmp when it can be made there (most saved files live there, and
+ * moving is cheaper than copying), else next to or in a saved path (a
+ * container with a read-only root and a writable /data), else in the root.
+ */
+int tmp_files_stage_make(int root_fd, const char *root, TmpFilesManifestEntry *me, struct tmp_files_stage *s)
+{
+	size_t i, n = me->n_paths;
+
+	s->fd = s->parent_fd = -1;
+	/* tmp, the parent of every saved path, every saved path, the root */
+	for (i = 0; i <= 2 * n + 1; i++) {
+		const char *p = i && i <= 2 * n ? me->paths[(i - 1) % n] : NULL;
+		char *in;
+
+		if (i == 0)
+			in = xstrdup("tmp");
+		else if (i <= n)
+			in = xsprintf("%.*s", (int)max(strrchr(p, '/') - p - 1, 0L), p + 1);
+		else if (i <= 2 * n)
+			in = xstrdup(p + 1);
+		else
+			in = xstrdup("");
+		if (!in)
+			return -1;
+		if (!stage_in(root_fd, in, s)) {
+			snprintf(s->path, sizeof(s->path), "%s/%s%s%s", root, in, *in ? "/" : "", s->name);
+			xfree(in);
+			return 0;
+		}
+		pr_debug("No staging directory in %s/%s: %s\n", root, in, strerror(errno));
+		xfree(in);
 	}
-	snprintf(s->path, sizeof(s->path), "%s/%s%s", root, in, s->name);
-	return 0;
+	pr_perror("Can't create a staging directory under %s/ (read-only?)", root);
+	return -1;
 }
 
 void tmp_files_stage_remove(struct tmp_files_stage *s)

@@ -863,6 +863,7 @@ void tmp_files_compress_after_dump(void)
 
 	if (!archived || !c->argv[0])
 		return;
+	archived = false; /* once: with --lazy-pages, before the pages are served */
 
 	snprintf(tmp, sizeof(tmp), "%s.%s", name, c->name);
 	in = openat(dfd, name, O_RDONLY);
@@ -1112,7 +1113,7 @@ static int restore_into(const char *root)
 		pr_perror("Can't open the restore root %s", *root ? root : "/");
 		goto out;
 	}
-	if (tmp_files_stage_make(root_fd, root, &stage))
+	if (tmp_files_stage_make(root_fd, root, me, &stage))
 		goto close_root;
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);

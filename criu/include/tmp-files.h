@@ -53,7 +53,8 @@ struct tmp_files_stage {
 	char path[PATH_MAX]; /* for tar */
 };
 
-extern int tmp_files_stage_make(int root_fd, const char *root, struct tmp_files_stage *s);
+extern int tmp_files_stage_make(int root_fd, const char *root, struct TmpFilesManifestEntry *me,
+				struct tmp_files_stage *s);
 extern void tmp_files_stage_remove(struct tmp_files_stage *s);
 /* me->entries sorted by path: check_staged() did it */
 extern int tmp_files_place(int root_fd, int stage_fd, struct TmpFilesManifestEntry *me);

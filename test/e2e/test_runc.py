@@ -344,11 +344,10 @@ def test_images_inside_the_saved_bind_mount(ctr, runc_conf):
     assert_carries_on(ctr, before)
 
 
-@pytest.mark.xfail(strict=True, reason="restore stages the archive in the container's /tmp, "
-                   "read-only with runc spec's default readonly root (C bug, reported with test_runc)")
 def test_read_only_root_as_runc_spec_makes_it(ctr, runc_conf):
     """runc spec's default: "readonly": true for the root; /data is a
-    writable bind mount, which is all the container writes."""
+    writable bind mount, which is all the container writes. The archive
+    is staged next to /data, as the container's /tmp cannot be written."""
     runc_conf("tmp-file /data\n")
     ctr.bundle_spec(readonly=True)
     round_trip(ctr)

@@ -1,0 +1,170 @@
+"""A local unprivileged user against a root restore (issue 12).
+
+Restore runs as root and writes where other users can write: /tmp. A
+real user made by the test (useradd) tries what a review found to work
+against the path-based restore: a parent directory created before
+restore, a directory swapped for a symlink to a root-only directory
+with RENAME_EXCHANGE during restore, and a race for the saved name in
+the sticky /tmp. Each race is repeated many times; the victim directory
+must never change, and restore either refuses, naming the directory and
+its owner, or puts back exactly the saved files.
+"""
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import APPS, alive, kill_tree, wait_gone
+
+USER = "criu-e2e-attacker"
+
+
+@pytest.fixture(scope="module")
+def attacker():
+    made = False
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
+                       check=True)
+        made = True
+    pw = pwd.getpwnam(USER)
+    yield pw
+    if made:
+        subprocess.run(["userdel", USER], check=True)
+
+
+def as_user(pw, argv, **kw):
+    return ["setpriv", "--reuid=%d" % pw.pw_uid, "--regid=%d" % pw.pw_gid, "--clear-groups",
+            "--no-new-privs"] + argv
+
+
+@pytest.fixture
+def victim():
+    """A root-only directory with a secret; it must never change."""
+    d = Path(tempfile.mkdtemp(prefix="criu-e2e-victim-", dir="/var/tmp"))
+    (d / "secret").write_text("root only\n")
+    os.chmod(d / "secret", 0o600)
+    yield d
+    shutil.rmtree(d)
+
+
+def snapshot(d):
+    out = {}
+    for p in [d] + sorted(d.rglob("*")):
+        st = os.lstat(p)
+        out[str(p)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ino,
+                       p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+    return out
+
+
+@pytest.fixture
+def saved(procs, criu):
+    """Dump a task with --tmp-file /tmp/criu-e2e-atk-XXX/app (a tree of
+    root's files), then remove /tmp/criu-e2e-atk-XXX: it is missing at
+    restore, as after a reboot. Returns (top, app dir, files)."""
+    top = Path(tempfile.mkdtemp(prefix="criu-e2e-atk-", dir="/tmp"))
+    os.chmod(top, 0o755)
+    app = top / "app"
+    (app / "sub").mkdir(parents=True)
+    files = {}
+    for i in range(300):
+        p = app / "sub" / ("f%03d" % i)
+        p.write_text("saved %d\n" % i)
+        files[p] = "saved %d\n" % i
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    shutil.rmtree(top)
+    yield top, app, files, sleeper.pid
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def restore_once(criu, procs, pid):
+    r = criu.restore()
+    if r.returncode == 0:
+        procs.track(pid)
+        kill_tree(pid)
+        wait_gone(pid)
+    return r
+
+
+def start_attacker(procs, attacker, args):
+    # The script's own copy is in a root-only directory: pass its text
+    source = (APPS / "attacker.py").read_text()
+    p = procs.start(as_user(attacker, ["/usr/bin/python3", "-c", source] + args), stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"ready\n"
+    return p
+
+
+def test_parent_made_by_another_user_is_refused(attacker, victim, saved, criu, procs):
+    top, app, files, pid = saved
+    before = snapshot(victim)
+    # The user is first: /tmp/criu-e2e-atk-XXX is theirs, app a symlink to the victim.
+    subprocess.run(as_user(attacker, ["sh", "-c", 'mkdir -m 0777 "$1" && ln -s "$2" "$1/app"', "-",
+                                      str(top), str(victim)]), check=True)
+    r = restore_once(criu, procs, pid)
+    assert r.returncode != 0
+    assert ("Refusing to restore %s: directory %s is owned by uid %d, not by root nor by the saved owner 0"
+            % (app, top, attacker.pw_uid)) in r.log, r.log[-3000:]
+    assert "Nothing of the --tmp-file archive was restored" in r.log
+    assert snapshot(victim) == before
+    assert os.readlink(app) == str(victim)
+    assert not alive(pid)
+
+
+def test_directory_swapped_during_restore_never_reaches_the_victim(attacker, victim, saved, criu, procs):
+    """The user owns the missing parent and exchanges app with a symlink to
+    the victim in a tight loop while root restores, 50 times."""
+    top, app, files, pid = saved
+    before = snapshot(victim)
+    subprocess.run(as_user(attacker, ["sh", "-c", 'mkdir -m 0777 "$1" "$1/app" && ln -s "$2" "$1/link"', "-",
+                                      str(top), str(victim)]), check=True)
+    swapper = start_attacker(procs, attacker, ["swap", str(top)])
+    try:
+        for _ in range(50):
+            r = restore_once(criu, procs, pid)
+            assert r.returncode != 0
+            assert "Refusing to restore %s: directory %s is owned by uid %d" % (app, top, attacker.pw_uid) \
+                in r.log, r.log[-3000:]
+            assert snapshot(victim) == before
+    finally:
+        kill_tree(swapper.pid)
+    assert snapshot(victim) == before
+
+
+def test_race_for_the_name_in_sticky_tmp(attacker, victim, saved, criu, procs):
+    """The saved directory's parent sits in the sticky /tmp: the user races
+    root for the name with a symlink to the victim and a directory of
+    their own, over and over, during 100 restores. Each restore either
+    refuses or puts back exactly root's files; the victim never changes."""
+    top, app, files, pid = saved
+    before = snapshot(victim)
+    squatter = start_attacker(procs, attacker, ["squat", str(top), str(victim)])
+    outcomes = {"restored": 0, "refused": 0}
+    try:
+        for _ in range(100):
+            r = restore_once(criu, procs, pid)
+            if r.returncode == 0:
+                outcomes["restored"] += 1
+                st = os.lstat(top)
+                assert st.st_uid == 0 and not os.path.islink(top)
+                for p, content in files.items():
+                    assert p.read_text() == content
+                    assert os.lstat(p).st_uid == 0
+            else:
+                outcomes["refused"] += 1
+                assert "Refusing to restore" in r.log or "is not a directory" in r.log, r.log[-3000:]
+            assert snapshot(victim) == before
+            # Root takes the name back for the next round, whatever is there.
+            subprocess.run(["rm", "-rf", str(top)], stderr=subprocess.DEVNULL)
+    finally:
+        kill_tree(squatter.pid)
+    assert snapshot(victim) == before
+    assert outcomes["restored"] + outcomes["refused"] == 100, outcomes
