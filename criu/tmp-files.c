@@ -41,6 +41,7 @@
 #include "pstree.h"
 #include "servicefd.h"
 #include "tmp-files.h"
+#include "mount-v2.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -234,7 +235,8 @@ static int names_fd = -1; /* member names for tar --null --files-from */
 static char **saved_paths;
 static size_t nr_saved_paths;
 static char proc_root[32];
-static char *tar_excludes[3]; /* the images and work directories, NULL */
+static char **tar_excludes; /* the images and work directories, NULL-ended */
+static int nr_excludes;
 
 /* Sort with '/' before any other byte, so "/a/b" follows "/a" directly */
 static int path_cmp(const void *a, const void *b)
@@ -326,41 +328,124 @@ static int check_programs(void)
 	return 0;
 }
 
-static int add_exclude(const char *dir)
+static int add_exclude(const char *path)
 {
 	int i;
 
-	if (dir[0] != '/' || !dir[1])
-		return 0;
-	for (i = 0; tar_excludes[i]; i++)
-		if (!strcmp(tar_excludes[i] + strlen("--exclude="), dir + 1))
+	for (i = 0; i < nr_excludes; i++)
+		if (!strcmp(tar_excludes[i] + strlen("--exclude="), path + 1))
 			return 0;
-	tar_excludes[i] = xsprintf("--exclude=%s", dir + 1);
-	return tar_excludes[i] ? 0 : -1;
+	if (xrealloc_safe(&tar_excludes, (nr_excludes + 2) * sizeof(*tar_excludes)))
+		return -1;
+	tar_excludes[nr_excludes] = xsprintf("--exclude=%s", path + 1);
+	if (!tar_excludes[nr_excludes])
+		return -1;
+	tar_excludes[++nr_excludes] = NULL;
+	pr_info("%s is the images or work directory: not archived\n", path);
+	return 0;
+}
+
+static int open_in_tree(int root_fd, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = flags | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+
+	return sys_openat2(root_fd, *path ? path : ".", &how, sizeof(how));
 }
 
 /*
- * The images and work directories may be inside a saved directory: tar
- * must not archive the images being written. The names are relative to
- * the tree's root, which is ours unless the tree has its own.
+ * The images and work directories may be inside a saved directory, seen
+ * there under any name (a container's bind mount of a host directory):
+ * look for them by identity in the saved directories, before the tree is
+ * frozen. Names are read first, then the subdirectories are opened again
+ * from the root, so that only two fds are open at any depth.
  */
-static int set_excludes(void)
+static int find_excludes(int root_fd, const char *path, const struct stat *ids, int nr_ids)
 {
-	struct stat root_st, our_st;
-	char dir[PATH_MAX];
+	char **names = NULL;
+	size_t nr = 0, i;
+	struct dirent *de;
+	struct stat st;
+	int fd, ret = 0;
+	DIR *d;
 
-	if (stat(proc_root, &root_st) || stat("/", &our_st)) {
-		pr_perror("Can't stat %s", proc_root);
+	fd = open_in_tree(root_fd, path + 1, O_RDONLY | O_DIRECTORY);
+	if (fd < 0 || fstat(fd, &st)) {
+		close_safe(&fd);
+		return 0; /* changed since it was listed: tar and the manifest say so */
+	}
+	for (i = 0; i < nr_ids; i++) {
+		if (st.st_dev == ids[i].st_dev && st.st_ino == ids[i].st_ino) {
+			close(fd);
+			return add_exclude(path);
+		}
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
 		return -1;
 	}
-	if (root_st.st_dev != our_st.st_dev || root_st.st_ino != our_st.st_ino)
-		return 0;
+	while (!ret && (de = readdir(d))) {
+		if (dir_dots(de) || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+			continue;
+		ret = xrealloc_safe(&names, (nr + 1) * sizeof(*names));
+		if (!ret && !(names[nr++] = xsprintf("%s/%s", path, de->d_name)))
+			ret = -1;
+	}
+	closedir(d);
+	for (i = 0; i < nr; i++) {
+		if (!ret)
+			ret = find_excludes(root_fd, names[i], ids, nr_ids);
+		xfree(names[i]);
+	}
+	xfree(names);
+	return ret;
+}
 
-	if (read_fd_link(get_service_fd(IMG_FD_OFF), dir, sizeof(dir)) < 0 || add_exclude(dir))
+static int set_excludes(int root_fd)
+{
+	struct stat ids[2];
+	size_t i;
+
+	if (fstat(get_service_fd(IMG_FD_OFF), &ids[0]) || stat(".", &ids[1])) {
+		pr_perror("Can't stat the images or work directory");
 		return -1;
-	if (getcwd(dir, sizeof(dir)) && add_exclude(dir))
-		return -1;
+	}
+	for (i = 0; i < nr_saved_paths; i++)
+		if (find_excludes(root_fd, saved_paths[i], ids, 2))
+			return -1;
 	return 0;
+}
+
+/*
+ * A saved path, as the dumped tree sees it: resolved from the tree's
+ * root, and not through a symlink, so that the tree's own symlinks
+ * (absolute, or with "..") never lead tar or the manifest to a host file.
+ * The last name may be a symlink: it is saved as one.
+ */
+static int stat_saved_path(int root_fd, const char *path, struct stat *st)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+	int fd, ret = -1;
+
+	dir = xsprintf("%.*s", (int)max(slash - path - 1, 0L), path + 1);
+	if (!dir)
+		return -1;
+	/* Without O_DIRECTORY: a symlink on the way is then ELOOP, not ENOTDIR */
+	fd = open_in_tree(root_fd, dir, O_PATH);
+	if (fd < 0 && errno == ELOOP)
+		pr_err("--tmp-file %s: the path goes through a symlink in the dumped tree; name the path it leads to\n",
+		       path);
+	else if (fd < 0 || fstatat(fd, slash + 1, st, AT_SYMLINK_NOFOLLOW))
+		pr_perror("--tmp-file %s: can't save it", path);
+	else
+		ret = 0;
+	close_safe(&fd);
+	xfree(dir);
+	return ret;
 }
 
 /*
@@ -372,6 +457,7 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	struct tmp_file *tf;
 	char **paths, *last = NULL;
 	size_t nr = 0, i;
+	int root_fd = -1, ret;
 
 	if (list_empty(&opts.tmp_files) && !opts.tmp_files_auto)
 		return 0;
@@ -396,8 +482,13 @@ int tmp_files_prepare_dump(pid_t root_pid)
 		goto err;
 	}
 
+	root_fd = open(proc_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		pr_perror("Can't open the root of the dumped tree %s", proc_root);
+		goto err;
+	}
+
 	for (i = 0; i < nr; i++) {
-		char full[PATH_MAX];
 		struct stat st;
 
 		if (last && path_within(paths[i], last)) {
@@ -405,14 +496,12 @@ int tmp_files_prepare_dump(pid_t root_pid)
 			continue;
 		}
 
-		if (snprintf(full, sizeof(full), "%s%s", proc_root, paths[i]) >= sizeof(full)) {
+		if (strlen(proc_root) + strlen(paths[i]) >= PATH_MAX) {
 			pr_err("--tmp-file %s: the path is too long\n", paths[i]);
 			goto err;
 		}
-		if (lstat(full, &st)) {
-			pr_perror("--tmp-file %s: can't save it", paths[i]);
+		if (stat_saved_path(root_fd, paths[i], &st))
 			goto err;
-		}
 		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
 			pr_err("--tmp-file %s: not a regular file, a directory or a symlink\n", paths[i]);
 			goto err;
@@ -428,8 +517,11 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	}
 	xfree(paths);
 
-	return set_excludes() ?: check_programs();
+	ret = set_excludes(root_fd) ?: check_programs();
+	close(root_fd);
+	return ret;
 err:
+	close_safe(&root_fd);
 	xfree(paths);
 	return -1;
 }
@@ -555,7 +647,7 @@ static bool excluded(const char *path)
 {
 	int i;
 
-	for (i = 0; tar_excludes[i]; i++)
+	for (i = 0; i < nr_excludes; i++)
 		if (!strcmp(tar_excludes[i] + strlen("--exclude="), path + 1))
 			return true;
 	return false;
@@ -738,9 +830,12 @@ static int wait_manifest(pid_t pid)
 
 static char **tar_create_argv(void)
 {
-	static char *argv[32];
+	char **argv;
 	int n = 0, i;
 
+	argv = xmalloc((24 + nr_excludes) * sizeof(*argv));
+	if (!argv)
+		return NULL;
 	argv[n++] = "tar";
 	argv[n++] = "--create";
 	argv[n++] = "--file=-";
@@ -758,7 +853,7 @@ static char **tar_create_argv(void)
 	/* Names are literal, excludes are whole member names */
 	argv[n++] = "--no-wildcards";
 	argv[n++] = "--anchored";
-	for (i = 0; tar_excludes[i]; i++)
+	for (i = 0; i < nr_excludes; i++)
 		argv[n++] = tar_excludes[i];
 	argv[n++] = "--null";
 	argv[n++] = "--no-unquote";
@@ -772,6 +867,7 @@ int dump_tmp_files(void)
 {
 	struct cr_img *img;
 	pid_t manifest_pid;
+	char **argv;
 	int ret;
 
 	if (names_fd < 0)
@@ -805,8 +901,11 @@ int dump_tmp_files(void)
 	 * In the tree's user namespace, the owners are archived as the tree
 	 * sees them, and restore, which runs tar there too, maps them back.
 	 */
-	ret = cr_system_userns(names_fd, img_raw_fd(img), -1, "tar", tar_create_argv(), 0,
-			       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
+	argv = tar_create_argv();
+	ret = !argv ? -1 :
+		      cr_system_userns(names_fd, img_raw_fd(img), -1, "tar", argv, 0,
+				       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
+	xfree(argv);
 	if (ret)
 		pr_err("Can't archive the --tmp-file paths: tar failed (see above)\n");
 	if (!ret && fault_injected(FI_TMP_FILES_ARCHIVE)) {

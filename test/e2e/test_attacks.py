@@ -168,3 +168,23 @@ def test_race_for_the_name_in_sticky_tmp(attacker, victim, saved, criu, procs):
         kill_tree(squatter.pid)
     assert snapshot(victim) == before
     assert outcomes["restored"] + outcomes["refused"] == 100, outcomes
+
+
+def test_tree_symlink_never_reaches_host_files(procs, criu, workdir, victim):
+    """The dumped tree against the host: a chroot whose /tmp is an absolute
+    symlink to a host directory's name. Resolved from criu's root, the
+    host's directory of that name would be archived and handed to the
+    tree at restore; resolved in the tree, it is refused."""
+    root = workdir / "chroot"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2("/bin/busybox", root / "bin/busybox")
+    # In the tree, /tmp leads to the victim's name: on the host, that is
+    # the root-only victim directory.
+    os.symlink(str(victim), root / "tmp")
+    task = procs.start(["chroot", str(root), "/bin/busybox", "sleep", "1000"])
+    r = criu.dump(task.pid, "--tmp-file", "/tmp/secret")
+    assert r.returncode != 0
+    assert ("--tmp-file /tmp/secret: the path goes through a symlink in the dumped tree; "
+            "name the path it leads to") in r.log, r.log[-3000:]
+    assert not list(criu.images.glob("tmp-files*"))
+    assert alive(task.pid)

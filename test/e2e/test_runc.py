@@ -21,11 +21,13 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
+from criutree import archive
 from conftest import CRIU_OUTSIDE_TMP, alive, log_tail, run_bounded, wait_gone
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -329,15 +331,23 @@ def test_bad_value_fails_checkpoint_container_runs_on(ctr, runc_conf, line, reas
     assert alive(ctr.pid)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13.2")
 def test_images_inside_the_saved_bind_mount(ctr, runc_conf):
     """--image-path and --work-path inside the host dir that /data
-    saves: the images must not be archived, and they must restore."""
+    saves: the images must not be archived, and they must restore. The
+    container sees them as /data/ckpt/..., criu as the host path: they
+    are found by identity (device and inode)."""
     runc_conf("tmp-file /data\n")
     ctr.bundle_spec()
     ctr.run()
     images, work = ctr.data / "ckpt/img", ctr.data / "ckpt/work"
     checkpoint_ok(ctr, images=images, work=work)
+    with tarfile.open(archive(images)) as t:
+        names = t.getnames()
+    assert "data/app.log" in names
+    assert not [n for n in names if n.startswith("data/ckpt/")], names
+    log = (work / "dump.log").read_text()
+    assert "/data/ckpt/img is the images or work directory: not archived" in log
+    assert "/data/ckpt/work is the images or work directory: not archived" in log
     before = ctr.log()
     (ctr.data / "app.log").unlink()
     restore_ok(ctr, images=images, work=work)
