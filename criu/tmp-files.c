@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -633,15 +634,23 @@ static int add_auto_files(void)
 	return 0;
 }
 
+/* A regular file of the manifest, as the walk saw it */
+struct seen_file {
+	struct rb_node node; /* by st_dev, st_ino: hardlinks */
+	TmpFileEntry *e;
+	struct stat st;
+	struct seen_file *next;
+};
+
 /* The manifest's entries: what tar archived, walked while still frozen */
-static struct {
+struct manifest_walk {
 	TmpFileEntry **entries;
-	dev_t *devs; /* of each entry, to find hardlinks */
-	ino_t *inos;
 	size_t nr, size;
-	size_t prefix_len; /* of proc_root */
-	int err;
-} manifest;
+	struct rb_root files;
+	struct seen_file *first;
+	char path[PATH_MAX]; /* proc_root, then the entry's path */
+	size_t prefix_len;
+};
 
 static bool excluded(const char *path)
 {
@@ -653,55 +662,70 @@ static bool excluded(const char *path)
 	return false;
 }
 
-/* The first entry for the same inode, when the file has other links */
-static TmpFileEntry *first_link(const struct stat *st)
+static int seen_cmp(const struct stat *a, const struct stat *b)
 {
-	size_t i;
-
-	for (i = 0; i < manifest.nr; i++)
-		if (manifest.entries[i]->type == TMP_FILE_ENTRY__KIND__REG && manifest.inos[i] == st->st_ino &&
-		    manifest.devs[i] == st->st_dev)
-			return manifest.entries[i];
-	return NULL;
-}
-
-static int add_checksum(TmpFileEntry *e, const char *fpath, off_t size)
-{
-	if (content_xxh64(fpath, size, &e->content_xxh64))
-		return -1;
-	e->has_content_xxh64 = true;
+	if (a->st_dev != b->st_dev)
+		return a->st_dev < b->st_dev ? -1 : 1;
+	if (a->st_ino != b->st_ino)
+		return a->st_ino < b->st_ino ? -1 : 1;
 	return 0;
 }
 
-static int collect_manifest_entry(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
+/* The entry of the first name of a regular file with other links, or NULL after adding it */
+static TmpFileEntry *first_link(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
 {
-	const char *path = fpath + manifest.prefix_len;
-	TmpFileEntry *e, *first;
+	struct rb_node **n = &w->files.rb_node, *parent = NULL;
+	struct seen_file *f;
+
+	while (*n) {
+		int c;
+
+		parent = *n;
+		f = rb_entry(parent, struct seen_file, node);
+		c = seen_cmp(st, &f->st);
+		if (!c)
+			return f->e;
+		n = c < 0 ? &parent->rb_left : &parent->rb_right;
+	}
+	f = xzalloc(sizeof(*f));
+	if (!f)
+		return ERR_PTR(-ENOMEM);
+	f->e = e;
+	f->st = *st;
+	f->next = w->first;
+	w->first = f;
+	rb_link_and_balance(&w->files, &f->node, parent, n);
+	return NULL;
+}
+
+/* Read while the tree is frozen: a change means a writer outside it */
+static int add_checksum(TmpFileEntry *e, const char *fpath, const struct stat *st)
+{
+	struct stat now;
+	int fd, ret;
+
+	fd = open(fpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("Can't open %s", e->path);
+		return -1;
+	}
+	ret = tmp_files_content_sum(fd, st->st_size, &e->content_xxh64);
+	if (!ret && (fstat(fd, &now) || now.st_size != st->st_size ||
+		     now.st_ctim.tv_sec != st->st_ctim.tv_sec || now.st_ctim.tv_nsec != st->st_ctim.tv_nsec)) {
+		pr_err("--tmp-file: %s changed while it was saved (a writer outside the dumped tree?)\n", e->path);
+		ret = -1;
+	}
+	close(fd);
+	e->has_content_xxh64 = !ret;
+	return ret;
+}
+
+static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
+{
+	TmpFileEntry *first;
 	char target[PATH_MAX];
 	ssize_t len;
 
-	if (excluded(path))
-		return FTW_SKIP_SUBTREE;
-	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
-		return FTW_CONTINUE;
-
-	if (manifest.nr == manifest.size) {
-		manifest.size = manifest.size * 2 ?: 64;
-		if (xrealloc_safe(&manifest.entries, manifest.size * sizeof(*manifest.entries)) ||
-		    xrealloc_safe(&manifest.devs, manifest.size * sizeof(*manifest.devs)) ||
-		    xrealloc_safe(&manifest.inos, manifest.size * sizeof(*manifest.inos)))
-			goto err;
-	}
-	e = xmalloc(sizeof(*e));
-	if (!e)
-		goto err;
-	tmp_file_entry__init(e);
-	manifest.entries[manifest.nr] = e;
-	manifest.devs[manifest.nr] = st->st_dev;
-	manifest.inos[manifest.nr] = st->st_ino;
-	manifest.nr++;
-
-	e->path = xstrdup(path);
 	e->mode = st->st_mode & 07777;
 	/* As the tree sees them: tar runs in its user namespace too */
 	e->uid = userns_uid(st->st_uid);
@@ -712,61 +736,154 @@ static int collect_manifest_entry(const char *fpath, const struct stat *st, int 
 
 	switch (st->st_mode & S_IFMT) {
 	case S_IFREG:
-		first = st->st_nlink > 1 ? first_link(st) : NULL;
+		first = first_link(w, e, st);
+		if (IS_ERR(first))
+			return -1;
 		if (first) {
 			e->type = TMP_FILE_ENTRY__KIND__HARDLINK;
 			e->target = xstrdup(first->path);
-		} else {
-			e->type = TMP_FILE_ENTRY__KIND__REG;
-			e->has_size = true;
-			e->size = st->st_size;
-			if (add_checksum(e, fpath, st->st_size))
-				goto err;
+			return e->target ? 0 : -1;
 		}
-		break;
+		e->type = TMP_FILE_ENTRY__KIND__REG;
+		e->has_size = true;
+		e->size = st->st_size;
+		return add_checksum(e, w->path, st);
 	case S_IFDIR:
 		e->type = TMP_FILE_ENTRY__KIND__DIR;
-		break;
+		return 0;
 	case S_IFLNK:
 		e->type = TMP_FILE_ENTRY__KIND__SYMLINK;
-		len = readlink(fpath, target, sizeof(target) - 1);
+		len = readlink(w->path, target, sizeof(target) - 1);
 		if (len < 0) {
-			pr_perror("Can't read link %s", path);
-			goto err;
+			pr_perror("Can't read link %s", e->path);
+			return -1;
 		}
 		target[len] = '\0';
 		e->target = xstrdup(target);
-		break;
+		return e->target ? 0 : -1;
 	case S_IFIFO:
 		e->type = TMP_FILE_ENTRY__KIND__FIFO;
-		break;
+		return 0;
 	case S_IFCHR:
 		e->type = TMP_FILE_ENTRY__KIND__CHR;
-		break;
+		return 0;
 	default:
 		e->type = TMP_FILE_ENTRY__KIND__BLK;
-		break;
+		return 0;
 	}
-	if (!e->path || ((e->type == TMP_FILE_ENTRY__KIND__HARDLINK || e->type == TMP_FILE_ENTRY__KIND__SYMLINK) && !e->target))
-		goto err;
-	return FTW_CONTINUE;
-err:
-	manifest.err = -1;
-	return FTW_STOP;
 }
 
-static bool archived; /* the archive and the manifest are written */
+static int walk_entry(struct manifest_walk *w, size_t len);
 
-static int collect_manifest(void)
+/* The names in directory w->path are read first, so that only one fd is open at any depth */
+static int walk_dir(struct manifest_walk *w, size_t len)
 {
-	char full[PATH_MAX];
+	char **names = NULL;
+	size_t nr = 0, i;
+	struct dirent *de;
+	int ret = 0;
+	DIR *d;
+
+	d = opendir(w->path);
+	if (!d) {
+		pr_perror("Can't open %s", w->path + w->prefix_len);
+		return -1;
+	}
+	while (!ret && (de = readdir(d))) {
+		if (dir_dots(de))
+			continue;
+		ret = xrealloc_safe(&names, (nr + 1) * sizeof(*names));
+		if (!ret && !(names[nr++] = xstrdup(de->d_name)))
+			ret = -1;
+	}
+	closedir(d);
+
+	for (i = 0; i < nr; i++) {
+		if (!ret) {
+			int n = snprintf(w->path + len, sizeof(w->path) - len, "/%s", names[i]);
+
+			if (n >= sizeof(w->path) - len) {
+				pr_err("--tmp-file: a path in %s is too long\n", w->path + w->prefix_len);
+				ret = -1;
+			} else {
+				ret = walk_entry(w, len + n);
+			}
+			w->path[len] = '\0';
+		}
+		xfree(names[i]);
+	}
+	xfree(names);
+	return ret;
+}
+
+static int walk_entry(struct manifest_walk *w, size_t len)
+{
+	const char *path = w->path + w->prefix_len;
+	TmpFileEntry *e;
+	struct stat st;
+
+	if (excluded(path))
+		return 0;
+	if (lstat(w->path, &st)) {
+		pr_perror("Can't stat %s", path);
+		return -1;
+	}
+	if (S_ISSOCK(st.st_mode)) /* tar does not archive sockets */
+		return 0;
+
+	if (w->nr == w->size) {
+		w->size = w->size * 2 ?: 64;
+		if (xrealloc_safe(&w->entries, w->size * sizeof(*w->entries)))
+			return -1;
+	}
+	e = xmalloc(sizeof(*e));
+	if (!e)
+		return -1;
+	tmp_file_entry__init(e);
+	w->entries[w->nr++] = e;
+	e->path = xstrdup(path);
+	if (!e->path || fill_entry(w, e, &st))
+		return -1;
+	return S_ISDIR(st.st_mode) ? walk_dir(w, len) : 0;
+}
+
+static int collect_manifest(struct manifest_walk *w)
+{
 	size_t i;
 
-	manifest.prefix_len = strlen(proc_root);
+	w->prefix_len = strlen(proc_root);
 	for (i = 0; i < nr_saved_paths; i++) {
-		snprintf(full, sizeof(full), "%s%s", proc_root, saved_paths[i]);
-		if (nftw(full, collect_manifest_entry, 64, FTW_PHYS | FTW_ACTIONRETVAL) || manifest.err) {
+		int n = snprintf(w->path, sizeof(w->path), "%s%s", proc_root, saved_paths[i]);
+
+		if (walk_entry(w, n)) {
 			pr_err("Can't list %s for the --tmp-file manifest\n", saved_paths[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Once tar is done: every regular file must be as the walk saw it, and
+ * unchanged since before tar started (since), so that the manifest
+ * describes the bytes in the archive. A writer outside the frozen tree
+ * makes the dump fail here, naming the file, rather than make images
+ * that every restore refuses.
+ */
+static int check_unchanged(struct manifest_walk *w, const struct timespec *since)
+{
+	struct seen_file *f;
+
+	for (f = w->first; f; f = f->next) {
+		struct stat now;
+
+		snprintf(w->path, sizeof(w->path), "%s%s", proc_root, f->e->path);
+		if (lstat(w->path, &now) || seen_cmp(&now, &f->st) || now.st_size != f->st.st_size ||
+		    now.st_ctim.tv_sec != f->st.st_ctim.tv_sec || now.st_ctim.tv_nsec != f->st.st_ctim.tv_nsec ||
+		    now.st_ctim.tv_sec > since->tv_sec ||
+		    (now.st_ctim.tv_sec == since->tv_sec && now.st_ctim.tv_nsec >= since->tv_nsec)) {
+			pr_err("--tmp-file: %s changed while it was saved (a writer outside the dumped tree?); dump again\n",
+			       f->e->path);
 			return -1;
 		}
 	}
@@ -789,27 +906,41 @@ static int write_manifest(TmpFilesManifestEntry *me)
 /*
  * The manifest is made by a child while tar runs, so that reading the
  * files for their checksums takes no extra time with the tree frozen.
- * The archive is not compressed yet: "none".
+ * The child checks the files again once tar is done (tar_done gets EOF)
+ * and only then writes the manifest. The archive is not compressed yet:
+ * "none".
  */
-static pid_t start_manifest(void)
+static pid_t start_manifest(int *tar_done)
 {
 	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+	struct manifest_walk w = { .files = RB_ROOT };
+	struct timespec since;
+	int pfd[2];
 	pid_t pid;
+	char c;
 
+	if (clock_gettime(CLOCK_REALTIME, &since) || pipe2(pfd, O_CLOEXEC)) {
+		pr_perror("Can't start the --tmp-file manifest");
+		return -1;
+	}
 	pid = fork();
 	if (pid < 0)
 		pr_perror("Can't fork to make the --tmp-file manifest");
-	if (pid)
+	if (pid) {
+		close(pfd[0]);
+		*tar_done = pfd[1];
 		return pid;
+	}
 
-	if (collect_manifest())
+	close(pfd[1]);
+	if (collect_manifest(&w) || read(pfd[0], &c, 1) != 0 || check_unchanged(&w, &since))
 		_exit(1);
 	me.n_paths = nr_saved_paths;
 	me.paths = saved_paths;
 	me.format = "posix";
 	me.compression = "none";
-	me.n_entries = manifest.nr;
-	me.entries = manifest.entries;
+	me.n_entries = w.nr;
+	me.entries = w.entries;
 	_exit(write_manifest(&me) ? 1 : 0);
 }
 
@@ -862,11 +993,14 @@ static char **tar_create_argv(void)
 	return argv;
 }
 
+static bool archived; /* the archive and the manifest are written */
+
 /* Called while the tree is frozen */
 int dump_tmp_files(void)
 {
 	struct cr_img *img;
 	pid_t manifest_pid;
+	int tar_done = -1;
 	char **argv;
 	int ret;
 
@@ -891,7 +1025,7 @@ int dump_tmp_files(void)
 	if (!img)
 		return -1;
 
-	manifest_pid = start_manifest();
+	manifest_pid = start_manifest(&tar_done);
 	if (manifest_pid < 0) {
 		close_image(img);
 		return -1;
@@ -915,6 +1049,7 @@ int dump_tmp_files(void)
 	close_image(img);
 	close_safe(&names_fd);
 
+	close(tar_done);
 	if (wait_manifest(manifest_pid))
 		ret = -1;
 	if (ret) {
