@@ -40,6 +40,7 @@
 #include "kerndat.h"
 #include "log.h"
 #include "mount-v2.h"
+#include "namespaces.h"
 #include "rbtree.h"
 #include "tmp-files.h"
 #include "util.h"
@@ -111,9 +112,30 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
  * or by the entry's saved owner, and not writable by others unless it is
  * sticky. Any other user could swap what is in it between two steps.
  */
+static bool owner_outside_userns(uid_t uid)
+{
+	unsigned int overflow = 65534;
+	FILE *f;
+
+	if (!(root_ns_mask & CLONE_NEWUSER))
+		return false;
+	f = fopen("/proc/sys/kernel/overflowuid", "r");
+	if (f) {
+		if (fscanf(f, "%u", &overflow) != 1)
+			overflow = 65534;
+		fclose(f);
+	}
+	return uid == overflow;
+}
+
 static int check_dir_owner(const char *dir, const struct stat *st, uid_t owner, const char *path)
 {
-	if (st->st_uid != 0 && st->st_uid != owner) {
+	/*
+	 * In the tree's user namespace, a directory of the host's root (the
+	 * container's root directory, say) has an owner that is not mapped
+	 * there: no user of the container owns it.
+	 */
+	if (st->st_uid != 0 && st->st_uid != owner && !owner_outside_userns(st->st_uid)) {
 		pr_err("Refusing to restore %s: directory %s is owned by uid %u, not by root nor by the saved owner %u\n",
 		       path, dir, st->st_uid, owner);
 		return -1;

@@ -41,6 +41,10 @@ case "$1" in
 	done
 	;;
 --pre-restore)
+	# zdtm's root for the ns and uns flavors has a /tmp of mode 0777, not
+	# sticky: any user could swap what is in it, and restore rightly
+	# refuses to write through it. Make it what a /tmp is, 1777.
+	! grep -q '^\./tmp/' "$state" || chmod 1777 ./tmp
 	while read -r host; do
 		[ -e "$host" ] || [ -L "$host" ] || fail "$host disappeared after dump"
 		rm -rf "$host"
