@@ -110,6 +110,20 @@ static uint64_t xxh64_chain(uint64_t acc, uint64_t v)
 	return xxh64(le, sizeof(le), 0);
 }
 
+/* The next data segment at or after off: 1, or 0 when there is none, or -1 */
+int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole)
+{
+	*data = lseek(fd, off, SEEK_DATA);
+	if (*data < 0 && errno == ENXIO)
+		return 0;
+	*hole = *data < 0 ? -1 : lseek(fd, *data, SEEK_HOLE);
+	if (*hole < 0) {
+		pr_perror("Can't seek for data");
+		return -1;
+	}
+	return 1;
+}
+
 /*
  * The checksum of a regular file's content (content_xxh64 in
  * images/tmp-file.proto): XXH64 chained over the offset and content of
@@ -131,14 +145,12 @@ int tmp_files_content_sum(int fd, off_t size, uint64_t *sum)
 	while (next < size) {
 		off_t data, hole;
 
-		data = lseek(fd, next, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
-		if (hole < 0) {
-			pr_perror("Can't seek");
+		ret = tmp_files_next_data(fd, next, &data, &hole);
+		if (ret < 0)
 			goto out;
-		}
+		ret = -1;
+		if (data < 0)
+			break;
 		for (off = max(next, data - data % SUM_BLOCK); off < hole && off < size; off += SUM_BLOCK) {
 			ssize_t len = min_t(off_t, SUM_BLOCK, size - off);
 

@@ -373,14 +373,12 @@ static int copy_data(struct place_ctx *ctx, int in, int out, off_t size, const c
 	while (off < size) {
 		off_t data, hole;
 
-		data = lseek(in, off, SEEK_DATA);
-		if (data < 0 && errno == ENXIO)
-			break;
-		hole = data < 0 ? -1 : lseek(in, data, SEEK_HOLE);
-		if (hole < 0) {
-			pr_perror("Can't seek in the staged %s", path);
+		int ret = tmp_files_next_data(in, off, &data, &hole);
+
+		if (ret < 0)
 			return -1;
-		}
+		if (!ret)
+			break;
 		for (off = data; off < hole;) {
 			ssize_t n = pread(in, ctx->buf, min_t(off_t, COPY_BUF, hole - off), off), done, w;
 

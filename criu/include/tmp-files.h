@@ -44,6 +44,7 @@ struct TmpFilesManifestEntry;
 
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
 extern int tmp_files_content_sum(int fd, off_t size, uint64_t *sum);
+extern int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole);
 
 /* tmp-files-place.c */
 struct tmp_files_stage {
