@@ -19,7 +19,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +40,7 @@
 #include "protobuf.h"
 #include "pstree.h"
 #include "servicefd.h"
+#include "string.h"
 #include "tmp-files.h"
 #include "mount-v2.h"
 #include "util.h"
@@ -773,20 +773,37 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	}
 }
 
-static int walk_entry(struct manifest_walk *w, size_t len);
+/*
+ * A walk of the tree at path (a buffer of PATH_MAX, the first len bytes
+ * used), without following symlinks: fn(ctx, path, len, st) for every
+ * entry, parents first; it returns 0 to go on, WALK_SKIP not to go into
+ * a directory, or -1 to stop. The names of a directory are read before
+ * going down, so that only one fd is open at any depth.
+ */
+#define WALK_SKIP 1
 
-/* The names in directory w->path are read first, so that only one fd is open at any depth */
-static int walk_dir(struct manifest_walk *w, size_t len)
+typedef int (*walk_fn)(void *ctx, char *path, size_t len, const struct stat *st);
+
+static int walk(char *path, size_t len, walk_fn fn, void *ctx)
 {
 	char **names = NULL;
 	size_t nr = 0, i;
 	struct dirent *de;
-	int ret = 0;
+	struct stat st;
+	int ret;
 	DIR *d;
 
-	d = opendir(w->path);
+	if (lstat(path, &st)) {
+		pr_perror("Can't stat %s", path);
+		return -1;
+	}
+	ret = fn(ctx, path, len, &st);
+	if (ret || !S_ISDIR(st.st_mode))
+		return ret < 0 ? -1 : 0;
+
+	d = opendir(path);
 	if (!d) {
-		pr_perror("Can't open %s", w->path + w->prefix_len);
+		pr_perror("Can't open %s", path);
 		return -1;
 	}
 	while (!ret && (de = readdir(d))) {
@@ -800,15 +817,15 @@ static int walk_dir(struct manifest_walk *w, size_t len)
 
 	for (i = 0; i < nr; i++) {
 		if (!ret) {
-			int n = snprintf(w->path + len, sizeof(w->path) - len, "/%s", names[i]);
+			int n = snprintf(path + len, PATH_MAX - len, "/%s", names[i]);
 
-			if (n >= sizeof(w->path) - len) {
-				pr_err("--tmp-file: a path in %s is too long\n", w->path + w->prefix_len);
+			if (n >= PATH_MAX - len) {
+				pr_err("A path in %s is too long\n", path);
 				ret = -1;
 			} else {
-				ret = walk_entry(w, len + n);
+				ret = walk(path, len + n, fn, ctx);
 			}
-			w->path[len] = '\0';
+			path[len] = '\0';
 		}
 		xfree(names[i]);
 	}
@@ -816,19 +833,15 @@ static int walk_dir(struct manifest_walk *w, size_t len)
 	return ret;
 }
 
-static int walk_entry(struct manifest_walk *w, size_t len)
+static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *st)
 {
-	const char *path = w->path + w->prefix_len;
+	struct manifest_walk *w = ctx;
+	const char *path = fpath + w->prefix_len;
 	TmpFileEntry *e;
-	struct stat st;
 
 	if (excluded(path))
-		return 0;
-	if (lstat(w->path, &st)) {
-		pr_perror("Can't stat %s", path);
-		return -1;
-	}
-	if (S_ISSOCK(st.st_mode)) /* tar does not archive sockets */
+		return WALK_SKIP;
+	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
 		return 0;
 
 	if (w->nr == w->size) {
@@ -842,9 +855,9 @@ static int walk_entry(struct manifest_walk *w, size_t len)
 	tmp_file_entry__init(e);
 	w->entries[w->nr++] = e;
 	e->path = xstrdup(path);
-	if (!e->path || fill_entry(w, e, &st))
+	if (!e->path || fill_entry(w, e, st))
 		return -1;
-	return S_ISDIR(st.st_mode) ? walk_dir(w, len) : 0;
+	return 0;
 }
 
 static int collect_manifest(struct manifest_walk *w)
@@ -855,7 +868,7 @@ static int collect_manifest(struct manifest_walk *w)
 	for (i = 0; i < nr_saved_paths; i++) {
 		int n = snprintf(w->path, sizeof(w->path), "%s%s", proc_root, saved_paths[i]);
 
-		if (walk_entry(w, n)) {
+		if (walk(w->path, n, manifest_add, w)) {
 			pr_err("Can't list %s for the --tmp-file manifest\n", saved_paths[i]);
 			return -1;
 		}
@@ -1133,21 +1146,28 @@ static bool path_normalised(const char *path)
 }
 
 /* What the staging walk checks the archive against */
-static struct {
+struct staged {
 	char **paths; /* sorted with path_cmp */
 	size_t nr;
 	TmpFileEntry **entries; /* sorted by path */
 	bool *seen;
 	size_t nr_entries;
 	size_t stage_len;
-} staged;
+};
 
 static int entry_cmp(const void *a, const void *b)
 {
 	return strcmp((*(TmpFileEntry **)a)->path, (*(TmpFileEntry **)b)->path);
 }
 
-static const char *entry_mismatch(const TmpFileEntry *e, const char *fpath, const struct stat *st)
+static TmpFileEntry **find_entry(struct staged *sg, const char *path)
+{
+	TmpFileEntry key = { .path = (char *)path }, *k = &key;
+
+	return bsearch(&k, sg->entries, sg->nr_entries, sizeof(*sg->entries), entry_cmp);
+}
+
+static const char *entry_mismatch(struct staged *sg, const TmpFileEntry *e, const char *fpath, const struct stat *st)
 {
 	static const unsigned int types[] = {
 		[TMP_FILE_ENTRY__KIND__REG] = S_IFREG,
@@ -1184,8 +1204,10 @@ static const char *entry_mismatch(const TmpFileEntry *e, const char *fpath, cons
 			return "symlink target";
 	}
 	if (e->type == TMP_FILE_ENTRY__KIND__HARDLINK) {
-		char *t = e->target ? xsprintf("%.*s%s", (int)staged.stage_len, fpath, e->target) : NULL;
+		TmpFileEntry **f = e->target ? find_entry(sg, e->target) : NULL;
+		char *t = f && (*f)->type == TMP_FILE_ENTRY__KIND__REG ? xsprintf("%.*s%s", (int)sg->stage_len, fpath, e->target) : NULL;
 
+		/* Only to a regular file of the same archive */
 		len = t ? lstat(t, &first) : -1;
 		xfree(t);
 		if (len || first.st_ino != st->st_ino || first.st_dev != st->st_dev)
@@ -1195,23 +1217,23 @@ static const char *entry_mismatch(const TmpFileEntry *e, const char *fpath, cons
 }
 
 /* An entry inside a saved path must be in the manifest, as dump saw it */
-static int check_entry(const char *path, const char *fpath, const struct stat *st)
+static int check_entry(struct staged *sg, const char *path, const char *fpath, const struct stat *st)
 {
-	TmpFileEntry key = { .path = (char *)path }, *k = &key, **e;
+	TmpFileEntry **e;
 	const char *what;
 
-	e = bsearch(&k, staged.entries, staged.nr_entries, sizeof(*staged.entries), entry_cmp);
+	e = find_entry(sg, path);
 	if (!e) {
 		pr_err("The --tmp-file archive has %s, which is not in its manifest: refusing to restore\n", path);
 		return -1;
 	}
-	what = entry_mismatch(*e, fpath, st);
+	what = entry_mismatch(sg, *e, fpath, st);
 	if (what) {
 		pr_err("The --tmp-file archive does not match its manifest at %s (%s): refusing to restore\n", path,
 		       what);
 		return -1;
 	}
-	staged.seen[e - staged.entries] = true;
+	sg->seen[e - sg->entries] = true;
 	return 0;
 }
 
@@ -1220,73 +1242,87 @@ static int check_entry(const char *path, const char *fpath, const struct stat *s
  * the manifest, or be a parent directory of one: anything else was not
  * written by dump.
  */
-static int check_one_staged(const char *fpath, const struct stat *st, int type, struct FTW *ftw)
+static int check_one_staged(void *ctx, char *fpath, size_t len, const struct stat *st)
 {
-	const char *path = fpath + staged.stage_len; /* "/tmp/x" */
+	struct staged *sg = ctx;
+	const char *path = fpath + sg->stage_len; /* "/tmp/x" */
 	size_t lo;
 
-	if (ftw->level == 0)
+	if (!*path)
 		return 0;
-
-	/* A non-zero return stops the walk: 1 is a refusal, -1 nftw's error */
-	if (in_paths(staged.paths, staged.nr, path))
-		return check_entry(path, fpath, st) ? 1 : 0;
+	if (in_paths(sg->paths, sg->nr, path))
+		return check_entry(sg, path, fpath, st);
 	/* A parent directory of a saved path: the first one after it is inside */
-	lo = paths_lower_bound(staged.paths, staged.nr, path);
-	if (lo < staged.nr && path_within(staged.paths[lo], path) && S_ISDIR(st->st_mode))
+	lo = paths_lower_bound(sg->paths, sg->nr, path);
+	if (lo < sg->nr && path_within(sg->paths[lo], path) && S_ISDIR(st->st_mode))
 		return 0;
 
 	pr_err("The --tmp-file archive has %s, which dump did not save: refusing to restore\n", path);
-	return 1;
+	return -1;
+}
+
+/*
+ * The manifest itself: normalised saved paths, none inside another, each
+ * with an entry, and no entry listed twice.
+ */
+static int check_manifest(struct staged *sg)
+{
+	size_t i;
+
+	for (i = 0; i < sg->nr; i++) {
+		if (!path_normalised(sg->paths[i]) || (i && path_within(sg->paths[i], sg->paths[i - 1]))) {
+			pr_err("Bad path %s in the --tmp-file manifest: refusing to restore\n", sg->paths[i]);
+			return -1;
+		}
+	}
+	for (i = 1; i < sg->nr_entries; i++) {
+		if (!strcmp(sg->entries[i - 1]->path, sg->entries[i]->path)) {
+			pr_err("The --tmp-file manifest lists %s twice: refusing to restore\n", sg->entries[i]->path);
+			return -1;
+		}
+	}
+	for (i = 0; i < sg->nr; i++) {
+		if (!find_entry(sg, sg->paths[i])) {
+			pr_err("The --tmp-file manifest has no entry for %s: refusing to restore\n", sg->paths[i]);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int check_staged(const char *stage, TmpFilesManifestEntry *me)
 {
+	struct staged sg = {
+		.paths = me->paths,
+		.nr = me->n_paths,
+		.entries = me->entries,
+		.nr_entries = me->n_entries,
+		.stage_len = strlen(stage),
+	};
+	char path[PATH_MAX];
 	size_t i;
 	int ret = -1;
 
-	for (i = 0; i < me->n_paths; i++) {
-		if (!path_normalised(me->paths[i])) {
-			pr_err("Bad path %s in the --tmp-file manifest: refusing to restore\n", me->paths[i]);
-			return -1;
-		}
-	}
-
-	staged.paths = me->paths;
-	staged.nr = me->n_paths;
-	qsort(staged.paths, staged.nr, sizeof(*staged.paths), path_cmp);
-	staged.entries = me->entries;
-	staged.nr_entries = me->n_entries;
-	qsort(staged.entries, staged.nr_entries, sizeof(*staged.entries), entry_cmp);
-	for (i = 1; i < staged.nr_entries; i++) {
-		if (!strcmp(staged.entries[i - 1]->path, staged.entries[i]->path)) {
-			pr_err("The --tmp-file manifest lists %s twice: refusing to restore\n", staged.entries[i]->path);
-			return -1;
-		}
-	}
-	staged.seen = xzalloc(staged.nr_entries + 1);
-	if (!staged.seen)
+	qsort(sg.paths, sg.nr, sizeof(*sg.paths), path_cmp);
+	qsort(sg.entries, sg.nr_entries, sizeof(*sg.entries), entry_cmp);
+	if (check_manifest(&sg))
 		return -1;
-	staged.stage_len = strlen(stage);
+	sg.seen = xzalloc(sg.nr_entries + 1);
+	if (!sg.seen)
+		return -1;
 
-	ret = nftw(stage, check_one_staged, 64, FTW_PHYS);
-	if (ret < 0)
-		pr_perror("Can't walk the staging directory %s", stage);
-	if (ret) {
-		ret = -1;
+	if (__strlcpy(path, stage, sizeof(path)) >= sizeof(path) || walk(path, sg.stage_len, check_one_staged, &sg))
 		goto out;
-	}
-	ret = -1;
-	for (i = 0; i < staged.nr_entries; i++) {
-		if (!staged.seen[i]) {
+	for (i = 0; i < sg.nr_entries; i++) {
+		if (!sg.seen[i]) {
 			pr_err("The --tmp-file archive lacks %s, which is in its manifest: refusing to restore\n",
-			       staged.entries[i]->path);
+			       sg.entries[i]->path);
 			goto out;
 		}
 	}
 	ret = 0;
 out:
-	xfree(staged.seen);
+	xfree(sg.seen);
 	return ret;
 }
 

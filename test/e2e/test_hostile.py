@@ -118,6 +118,31 @@ def bad_manifest_path(c):
     rewrite_manifest(c.images, lambda m: m.__setitem__("paths", ["/" + c.rel + "/../.."]))
 
 
+def saved_path_without_entry(c):
+    """Finding 3 of issue 12: a saved path the manifest has no entry for."""
+    def change(m):
+        m["paths"].append("/" + c.rel + "-extra")
+    rewrite_manifest(c.images, change)
+
+
+def nested_saved_paths(c):
+    rewrite_manifest(c.images, lambda m: m["paths"].append("/" + c.rel + "/app.conf"))
+
+
+def hardlink_to_a_symlink(c):
+    """A staged hardlink must share the inode of a regular file of the archive."""
+    def edit_archive(ms):
+        return ms + [member(c.rel + "/sl", type=tarfile.SYMTYPE, linkname=str(c.outside / "target")),
+                     member(c.rel + "/hl", type=tarfile.LNKTYPE, linkname=c.rel + "/sl")]
+    rewrite_archive(c.images, edit_archive)
+
+    def change(m):
+        base = dict(m["entries"][0])
+        m["entries"].append(dict(base, path="/" + c.rel + "/sl", type="SYMLINK", target=str(c.outside / "target")))
+        m["entries"].append(dict(base, path="/" + c.rel + "/hl", type="HARDLINK", target="/" + c.rel + "/sl"))
+    rewrite_manifest(c.images, change)
+
+
 CASES = [
     (absolute_member, "which dump did not save"),
     (dotdot_member, "is damaged"),
@@ -131,6 +156,9 @@ CASES = [
     (huge_size, "app.conf (size)"),
     (duplicated_entry, "app.log twice: refusing to restore"),
     (bad_manifest_path, "Bad path"),
+    (saved_path_without_entry, "has no entry for"),
+    (nested_saved_paths, "Bad path"),
+    (hardlink_to_a_symlink, "refusing to restore"),
 ]
 
 
