@@ -3,6 +3,7 @@
  * (content_xxh64 in images/tmp-file.proto).
  */
 
+#include <endian.h>
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -39,14 +40,13 @@ static inline uint64_t rotl64(uint64_t x, int r)
 	return (x << r) | (x >> (64 - r));
 }
 
+/* One load (a byte loop here made the checksum slower than tar) */
 static inline uint64_t get_le64(const uint8_t *p)
 {
-	uint64_t v = 0;
-	int i;
+	uint64_t v;
 
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
 }
 
 static inline uint64_t xxh64_round(uint64_t acc, uint64_t in)
