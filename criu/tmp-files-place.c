@@ -107,11 +107,6 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 	return fd;
 }
 
-/*
- * A directory that restore resolves a saved entry through: owned by root
- * or by the entry's saved owner, and not writable by others unless it is
- * sticky. Any other user could swap what is in it between two steps.
- */
 static bool owner_outside_userns(uid_t uid)
 {
 	unsigned int overflow = 65534;
@@ -128,6 +123,11 @@ static bool owner_outside_userns(uid_t uid)
 	return uid == overflow;
 }
 
+/*
+ * A directory that restore resolves a saved entry through: owned by root
+ * or by the entry's saved owner, and not writable by others unless it is
+ * sticky. Any other user could swap what is in it between two steps.
+ */
 static int check_dir_owner(const char *dir, const struct stat *st, uid_t owner, const char *path)
 {
 	/*

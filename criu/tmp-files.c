@@ -308,21 +308,24 @@ static int run_version(char *prog, char *buf, size_t size)
 	return ret;
 }
 
-static int check_programs(void)
+/* GNU tar and the compressor c, at dump ("--tmp-file-compress") or restore */
+static int check_programs(const struct compressor *c, bool restore)
 {
-	const struct compressor *c = compressor();
+	const char *who = restore ? "Restoring the --tmp-file archive" : "--tmp-file";
 	char buf[128] = {};
 
 	if (run_version("tar", buf, sizeof(buf))) {
-		pr_err("--tmp-file needs GNU tar, but \"tar --version\" failed (is tar in PATH?)\n");
+		pr_err("%s needs GNU tar, but \"tar --version\" failed (is tar in PATH?)\n", who);
 		return -1;
 	}
 	if (!strstr(buf, "GNU tar")) {
-		pr_err("--tmp-file needs GNU tar, but tar in PATH is not GNU tar\n");
+		pr_err("%s needs GNU tar, but tar in PATH is not GNU tar\n", who);
 		return -1;
 	}
+	if (!restore)
+		who = "--tmp-file-compress";
 	if (c->argv[0] && run_version(c->argv[0], buf, sizeof(buf))) {
-		pr_err("--tmp-file-compress %s needs %s, but \"%s --version\" failed (is it in PATH?)\n", c->name,
+		pr_err("%s: %s compression needs %s, but \"%s --version\" failed (is it in PATH?)\n", who, c->name,
 		       c->argv[0], c->argv[0]);
 		return -1;
 	}
@@ -518,7 +521,7 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	}
 	xfree(paths);
 
-	ret = set_excludes(root_fd) ?: check_programs();
+	ret = set_excludes(root_fd) ?: check_programs(compressor(), false);
 	close(root_fd);
 	return ret;
 err:
@@ -1378,6 +1381,10 @@ static int restore_into(const char *root)
 		pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", me->compression);
 		goto out;
 	}
+	/* Before extracting: a missing program is not a damaged archive */
+	if (check_programs(&compressors[me->compression ? compressor_index(me->compression) : TMP_FILES_NONE],
+			   true))
+		goto out;
 	root_fd = open(*root ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0) {
 		pr_perror("Can't open the restore root %s", *root ? root : "/");

@@ -324,3 +324,23 @@ def test_manifest_checksums_are_xxh64(app, criu):
     for name in list(files) + ["holey", "app.conf", "state"]:
         e = entries[str(app.dir / name)]
         assert int(e["content_xxh64"]) == content_xxh64(app.dir / name), name
+
+
+def test_missing_decompressor_at_restore_is_named(app, criu, workdir):
+    """A zstd archive, and no zstd in criu's PATH at restore: the error
+    names the program; it is not called a damaged archive."""
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-compress", "zstd")
+    assert r.returncode == 0, r
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    for prog in ("tar", "gzip"):
+        os.symlink(shutil.which(prog), bindir / prog)
+    r = criu.restore(env=dict(os.environ, PATH=str(bindir)))
+    assert r.returncode != 0
+    assert ('Restoring the --tmp-file archive: zstd compression needs zstd, but "zstd --version" failed '
+            "(is it in PATH?)") in r.log, r.log[-3000:]
+    assert "damaged" not in r.log
+    assert not app.dir.exists()
