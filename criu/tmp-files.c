@@ -619,8 +619,18 @@ static int add_auto_files(void)
 {
 	struct auto_file *af;
 
-	if (!nr_auto_files)
+	/* Said at the default log level: runc users see what auto mode did */
+	if (!opts.tmp_files_auto)
 		return 0;
+	if (root_ns_mask & CLONE_NEWNS) {
+		pr_warn("--tmp-file-auto: the tree's mount namespace is dumped, and CRIU saves its tmpfs content itself: nothing to add\n");
+		return 0;
+	}
+	if (!nr_auto_files) {
+		pr_warn("--tmp-file-auto: no regular file of the tree is open or mapped on a tmpfs: nothing to add\n");
+		return 0;
+	}
+	pr_warn("--tmp-file-auto: saving %zu file(s) of the tree on tmpfs, %zu bytes\n", nr_auto_files, auto_files_size);
 	if (auto_files_size > opts.tmp_files_limit) {
 		report_largest_auto_files();
 		return -1;

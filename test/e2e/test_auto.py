@@ -90,6 +90,7 @@ def test_only_files_in_use_on_tmpfs_are_saved(procs, criu, workdir, tmpfs):
     assert names(criu.images) == sorted(str(files[n]) for n in ("open", "mapped", "child", "thread"))
     for n in ("open", "mapped", "child", "thread"):
         assert "--tmp-file-auto: saving %s" % files[n] in r.log
+    assert "--tmp-file-auto: saving 4 file(s) of the tree on tmpfs" in r.log
 
     remount_empty(tmpfs)
     r = criu.restore()
@@ -127,7 +128,10 @@ def test_nothing_in_use_on_tmpfs_writes_no_image(procs, criu, workdir):
     disk = workdir / "on-disk"
     disk.write_text("disk\n")
     h = Holder(procs, workdir / "report.json", ["open:%s" % disk])
-    r = criu.dump(h.pid, "--tmp-file-auto")
+    # At criu's default log level (-v2), the log says why nothing was saved
+    r = criu.dump(h.pid, "--tmp-file-auto", "-v2")
     assert r.returncode == 0, r
     assert not (criu.images / ARCHIVE).exists()
     assert not (criu.images / "tmp-files-manifest.img").exists()
+    assert ("--tmp-file-auto: no regular file of the tree is open or mapped on a tmpfs: nothing to add"
+            in r.log), r.log[-2000:]
