@@ -1,18 +1,23 @@
 /*
- * --tmp-file: the content checksum of the manifest entries
- * (content_xxh64 in images/tmp-file.proto).
+ * --tmp-file: the checksums of the manifest entries (content_xxh64 and
+ * xattrs in images/tmp-file.proto).
  */
 
 #include <endian.h>
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
+#include <sys/xattr.h>
 
 #include "common/compiler.h"
+#include "common/err.h"
 #include "log.h"
 #include "tmp-files.h"
 #include "xmalloc.h"
+
+#include "images/tmp-file.pb-c.h"
 
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
@@ -59,7 +64,7 @@ static inline uint64_t xxh64_merge(uint64_t acc, uint64_t v)
 	return (acc ^ xxh64_round(0, v)) * XXH_P1 + XXH_P4;
 }
 
-static uint64_t xxh64(const void *buf, size_t len, uint64_t seed)
+uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed)
 {
 	const uint8_t *p = buf, *end = p + len;
 	uint64_t h;
@@ -107,7 +112,7 @@ static uint64_t xxh64_chain(uint64_t acc, uint64_t v)
 		le[i] = acc >> (8 * i);
 		le[8 + i] = v >> (8 * i);
 	}
-	return xxh64(le, sizeof(le), 0);
+	return tmp_files_xxh64(le, sizeof(le), 0);
 }
 
 /* The next data segment at or after off: 1, or 0 when there is none, or -1 */
@@ -159,7 +164,7 @@ int tmp_files_content_sum(int fd, off_t size, uint64_t *sum)
 				goto out;
 			}
 			if (!all_zeros(buf, len))
-				acc = xxh64_chain(xxh64_chain(acc, off), xxh64(buf, len, 0));
+				acc = xxh64_chain(xxh64_chain(acc, off), tmp_files_xxh64(buf, len, 0));
 		}
 		next = off;
 	}
@@ -168,4 +173,120 @@ int tmp_files_content_sum(int fd, off_t size, uint64_t *sum)
 out:
 	xfree(buf);
 	return ret;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char **)a, *(char **)b);
+}
+
+/* The names of the xattrs of path, sorted, in *list (to free); NULL when none */
+static char **xattr_names(const char *path, char **list, size_t *nr)
+{
+	char **names, *n;
+	ssize_t len;
+	size_t i = 0;
+
+	*list = NULL;
+	*nr = 0;
+	len = llistxattr(path, NULL, 0);
+	if (len <= 0)
+		return len < 0 && errno != ENOTSUP && errno != ENODATA ? ERR_PTR(-errno) : NULL;
+	*list = xmalloc(len);
+	/* Can be shorter than said: overlayfs hides its own xattrs only here */
+	if (!*list || (len = llistxattr(path, *list, len)) < 0)
+		goto err;
+	if (!len) {
+		xfree(*list);
+		*list = NULL;
+		return NULL;
+	}
+	for (n = *list; n < *list + len; n += strlen(n) + 1)
+		(*nr)++;
+	names = xmalloc(*nr * sizeof(*names));
+	if (!names)
+		goto err;
+	for (n = *list; n < *list + len; n += strlen(n) + 1)
+		names[i++] = n;
+	qsort(names, *nr, sizeof(*names), name_cmp);
+	return names;
+err:
+	xfree(*list);
+	*list = NULL;
+	return ERR_PTR(-EIO);
+}
+
+static int xattr_sum(const char *path, const char *name, uint64_t *sum)
+{
+	ssize_t len = lgetxattr(path, name, NULL, 0);
+	char *val;
+
+	val = len < 0 ? NULL : xmalloc(len + 1);
+	if (!val || lgetxattr(path, name, val, len) != len) {
+		xfree(val);
+		return -1;
+	}
+	*sum = tmp_files_xxh64(val, len, 0);
+	xfree(val);
+	return 0;
+}
+
+int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
+{
+	char **names, *list;
+	size_t nr, i;
+	int ret = -1;
+
+	names = xattr_names(path, &list, &nr);
+	if (IS_ERR(names)) {
+		pr_perror("Can't list the xattrs of %s", path);
+		return -1;
+	}
+	if (!nr)
+		return 0;
+	e->xattrs = xzalloc(nr * sizeof(*e->xattrs));
+	if (!e->xattrs)
+		goto out;
+	for (i = 0; i < nr; i++) {
+		TmpFileXattr *x = xmalloc(sizeof(*x));
+
+		if (!x)
+			goto out;
+		tmp_file_xattr__init(x);
+		e->xattrs[e->n_xattrs++] = x;
+		x->name = xstrdup(names[i]);
+		if (!x->name || xattr_sum(path, names[i], &x->value_xxh64)) {
+			pr_perror("Can't read xattr %s of %s", names[i], path);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	xfree(names);
+	xfree(list);
+	return ret;
+}
+
+/* NULL when the xattrs of path are those of e, names and values */
+const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
+{
+	const char *what = NULL;
+	char **names, *list;
+	size_t nr, i;
+
+	names = xattr_names(path, &list, &nr);
+	if (IS_ERR(names))
+		return "xattrs";
+	if (nr != e->n_xattrs)
+		what = "xattrs";
+	for (i = 0; !what && i < nr; i++) {
+		uint64_t sum;
+
+		if (strcmp(names[i], e->xattrs[i]->name) || xattr_sum(path, names[i], &sum) ||
+		    sum != e->xattrs[i]->value_xxh64)
+			what = "xattrs";
+	}
+	xfree(names);
+	xfree(list);
+	return what;
 }

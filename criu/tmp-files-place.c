@@ -229,7 +229,7 @@ static bool same_xattrs(int a, int b)
 		return false;
 	na = xmalloc(la);
 	nb = xmalloc(lb);
-	if (!na || !nb || flistxattr(a, na, la) != la || flistxattr(b, nb, lb) != lb)
+	if (!na || !nb || (la = flistxattr(a, na, la)) < 0 || (lb = flistxattr(b, nb, lb)) != la)
 		goto out;
 	for (n = na; n < na + la; n += strlen(n) + 1) {
 		ssize_t l = fgetxattr(a, n, NULL, 0);
@@ -322,7 +322,8 @@ static int copy_xattrs(int src, int dst, const char *path)
 	if (len == 0 || (len < 0 && errno == ENOTSUP))
 		return 0;
 	names = len < 0 ? NULL : xmalloc(len);
-	if (!names || flistxattr(src, names, len) != len) {
+	/* Can be shorter than said: overlayfs hides its own xattrs only here */
+	if (!names || (len = flistxattr(src, names, len)) < 0) {
 		pr_perror("Can't list xattrs of %s", path);
 		xfree(names);
 		return -1;

@@ -739,6 +739,10 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	char target[PATH_MAX];
 	ssize_t len;
 
+	/* What tar archives with --xattrs --acls; symlinks' are left out */
+	if (!S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+		return -1;
+
 	e->mode = st->st_mode & 07777;
 	/* As the tree sees them: tar runs in its user namespace too */
 	e->uid = userns_uid(st->st_uid);
@@ -1211,6 +1215,8 @@ static const char *entry_mismatch(struct staged *sg, const TmpFileEntry *e, cons
 	}
 	if (st->st_mtim.tv_sec != e->mtime_sec || st->st_mtim.tv_nsec != e->mtime_nsec)
 		return "mtime";
+	if (e->type != TMP_FILE_ENTRY__KIND__SYMLINK && tmp_files_xattrs_differ(fpath, e))
+		return "xattrs";
 	if (e->type == TMP_FILE_ENTRY__KIND__SYMLINK) {
 		len = readlink(fpath, target, sizeof(target) - 1);
 		if (len < 0 || !e->target || strncmp(target, e->target, len) || e->target[len])

@@ -41,10 +41,16 @@ extern int restore_tmp_files_in_ns(void);
  * entries under the restore root; tmp-files-hash.c the content checksum.
  */
 struct TmpFilesManifestEntry;
+struct TmpFileEntry;
 
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
+extern uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed);
 extern int tmp_files_content_sum(int fd, off_t size, uint64_t *sum);
 extern int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole);
+
+/* tmp-files-hash.c: the xattrs of path into e (sorted by name), or compare them with e's */
+extern int tmp_files_get_xattrs(const char *path, struct TmpFileEntry *e);
+extern const char *tmp_files_xattrs_differ(const char *path, const struct TmpFileEntry *e);
 
 /* tmp-files-place.c */
 struct tmp_files_stage {

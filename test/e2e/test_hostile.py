@@ -143,6 +143,18 @@ def hardlink_to_a_symlink(c):
     rewrite_manifest(c.images, change)
 
 
+def xattr_added(c):
+    """Finding 4 of issue 12: an xattr added by editing the archive alone
+    (security.capability the same way: python's tarfile cannot write its
+    binary value, so a user.* one stands for it)."""
+    def change(ms):
+        for m, data in ms:
+            if m.name.endswith("app.conf"):
+                m.pax_headers["SCHILY.xattr.user.planted"] = "by the archive only"
+            yield m, data
+    rewrite_archive(c.images, lambda ms: list(change(ms)))
+
+
 CASES = [
     (absolute_member, "which dump did not save"),
     (dotdot_member, "is damaged"),
@@ -159,6 +171,7 @@ CASES = [
     (saved_path_without_entry, "has no entry for"),
     (nested_saved_paths, "Bad path"),
     (hardlink_to_a_symlink, "refusing to restore"),
+    (xattr_added, "app.conf (xattrs)"),
 ]
 
 
