@@ -35,13 +35,36 @@ extern int restore_tmp_files(void);
 extern int restore_tmp_files_in_ns(void);
 
 /*
- * Between the tmp-files*.c files. tmp-files.c has the options and the
- * dump and restore entry points, the archive and the manifest;
- * tmp-files-place.c the staging directory and the placement of the
- * entries under the restore root; tmp-files-hash.c the content checksum.
+ * Between the tmp-files*.c files:
+ *   tmp-files.c           options; dump (paths, tar, auto mode,
+ *                         compression) and restore entry points
+ *   tmp-files-manifest.c  the manifest: made at dump, checked at restore
+ *   tmp-files-place.c     restore: staging directory, placement, rollback
+ *   tmp-files-hash.c      the checksums of content and xattrs
  */
 struct TmpFilesManifestEntry;
 struct TmpFileEntry;
+
+/* What a dump saves, as the dumped tree sees it */
+struct tmp_files_set {
+	char proc_root[32]; /* /proc/PID/root of the root task */
+	char **paths;	    /* absolute, none inside another */
+	size_t nr;
+	char **excludes; /* "--exclude=NAME" for tar: the images and work directories */
+	int nr_excludes;
+};
+
+/* tmp-files.c: paths sort with '/' before any other byte, "/a/b" right after "/a" */
+extern int tmp_files_normalise_path(const char *path, char *out);
+extern int tmp_files_path_cmp(const void *a, const void *b);
+extern size_t tmp_files_paths_lower_bound(char **paths, size_t nr, const char *path);
+extern bool tmp_files_in_paths(char **paths, size_t nr, const char *path);
+
+/* tmp-files-manifest.c */
+extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done);
+extern int tmp_files_wait_manifest(pid_t pid);
+extern int tmp_files_write_manifest(struct TmpFilesManifestEntry *me);
+extern int tmp_files_check_staged(const char *stage, struct TmpFilesManifestEntry *me);
 
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
 extern uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed);

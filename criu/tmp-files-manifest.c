@@ -1,0 +1,586 @@
+/*
+ * --tmp-file: the manifest image (tmp-files-manifest.img). At dump, a
+ * child of criu walks the saved paths while tar archives them, checks
+ * the files again once tar is done and writes the manifest; at restore,
+ * the extracted archive is checked against it before anything is
+ * written.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "common/err.h"
+#include "image.h"
+#include "log.h"
+#include "namespaces.h"
+#include "protobuf.h"
+#include "rbtree.h"
+#include "string.h"
+#include "tmp-files.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#include "images/tmp-file.pb-c.h"
+
+#undef LOG_PREFIX
+#define LOG_PREFIX "tmp-files: "
+
+/* The checksum of the file at path, as tmp_files_content_sum() makes it */
+static int content_xxh64(const char *path, off_t size, uint64_t *sum)
+{
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW);
+	if (fd < 0) {
+		pr_perror("Can't open %s", path);
+		return -1;
+	}
+	ret = tmp_files_content_sum(fd, size, sum);
+	if (ret)
+		pr_err("Can't read %s\n", path);
+	close(fd);
+	return ret;
+}
+
+/* A regular file of the manifest, as the walk saw it */
+struct seen_file {
+	struct rb_node node; /* by st_dev, st_ino: hardlinks */
+	TmpFileEntry *e;
+	struct stat st;
+	struct seen_file *next;
+};
+
+/* The manifest's entries: what tar archived, walked while still frozen */
+struct manifest_walk {
+	const struct tmp_files_set *set;
+	TmpFileEntry **entries;
+	size_t nr, size;
+	struct rb_root files;
+	struct seen_file *first;
+	char path[PATH_MAX]; /* set->proc_root, then the entry's path */
+	size_t prefix_len;
+};
+
+static bool excluded(const struct tmp_files_set *set, const char *path)
+{
+	int i;
+
+	for (i = 0; i < set->nr_excludes; i++)
+		if (!strcmp(set->excludes[i] + strlen("--exclude="), path + 1))
+			return true;
+	return false;
+}
+
+static int seen_cmp(const struct stat *a, const struct stat *b)
+{
+	if (a->st_dev != b->st_dev)
+		return a->st_dev < b->st_dev ? -1 : 1;
+	if (a->st_ino != b->st_ino)
+		return a->st_ino < b->st_ino ? -1 : 1;
+	return 0;
+}
+
+/* The entry of the first name of a regular file with other links, or NULL after adding it */
+static TmpFileEntry *first_link(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
+{
+	struct rb_node **n = &w->files.rb_node, *parent = NULL;
+	struct seen_file *f;
+
+	while (*n) {
+		int c;
+
+		parent = *n;
+		f = rb_entry(parent, struct seen_file, node);
+		c = seen_cmp(st, &f->st);
+		if (!c)
+			return f->e;
+		n = c < 0 ? &parent->rb_left : &parent->rb_right;
+	}
+	f = xzalloc(sizeof(*f));
+	if (!f)
+		return ERR_PTR(-ENOMEM);
+	f->e = e;
+	f->st = *st;
+	f->next = w->first;
+	w->first = f;
+	rb_link_and_balance(&w->files, &f->node, parent, n);
+	return NULL;
+}
+
+/* Read while the tree is frozen: a change means a writer outside it */
+static int add_checksum(TmpFileEntry *e, const char *fpath, const struct stat *st)
+{
+	struct stat now;
+	int fd, ret;
+
+	fd = open(fpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("Can't open %s", e->path);
+		return -1;
+	}
+	ret = tmp_files_content_sum(fd, st->st_size, &e->content_xxh64);
+	if (!ret && (fstat(fd, &now) || now.st_size != st->st_size ||
+		     now.st_ctim.tv_sec != st->st_ctim.tv_sec || now.st_ctim.tv_nsec != st->st_ctim.tv_nsec)) {
+		pr_err("--tmp-file: %s changed while it was saved (a writer outside the dumped tree?)\n", e->path);
+		ret = -1;
+	}
+	close(fd);
+	e->has_content_xxh64 = !ret;
+	return ret;
+}
+
+static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
+{
+	TmpFileEntry *first;
+	char target[PATH_MAX];
+	ssize_t len;
+
+	/* What tar archives with --xattrs --acls; symlinks' are left out */
+	if (!S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+		return -1;
+
+	e->mode = st->st_mode & 07777;
+	/* As the tree sees them: tar runs in its user namespace too */
+	e->uid = userns_uid(st->st_uid);
+	e->gid = userns_gid(st->st_gid);
+	e->has_mtime_sec = e->has_mtime_nsec = true;
+	e->mtime_sec = st->st_mtim.tv_sec;
+	e->mtime_nsec = st->st_mtim.tv_nsec;
+
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG:
+		first = first_link(w, e, st);
+		if (IS_ERR(first))
+			return -1;
+		if (first) {
+			e->type = TMP_FILE_ENTRY__KIND__HARDLINK;
+			e->target = xstrdup(first->path);
+			return e->target ? 0 : -1;
+		}
+		e->type = TMP_FILE_ENTRY__KIND__REG;
+		e->has_size = true;
+		e->size = st->st_size;
+		return add_checksum(e, w->path, st);
+	case S_IFDIR:
+		e->type = TMP_FILE_ENTRY__KIND__DIR;
+		return 0;
+	case S_IFLNK:
+		e->type = TMP_FILE_ENTRY__KIND__SYMLINK;
+		len = readlink(w->path, target, sizeof(target) - 1);
+		if (len < 0) {
+			pr_perror("Can't read link %s", e->path);
+			return -1;
+		}
+		target[len] = '\0';
+		e->target = xstrdup(target);
+		return e->target ? 0 : -1;
+	case S_IFIFO:
+		e->type = TMP_FILE_ENTRY__KIND__FIFO;
+		return 0;
+	case S_IFCHR:
+		e->type = TMP_FILE_ENTRY__KIND__CHR;
+		return 0;
+	default:
+		e->type = TMP_FILE_ENTRY__KIND__BLK;
+		return 0;
+	}
+}
+
+/*
+ * A walk of the tree at path (a buffer of PATH_MAX, the first len bytes
+ * used), without following symlinks: fn(ctx, path, len, st) for every
+ * entry, parents first; it returns 0 to go on, WALK_SKIP not to go into
+ * a directory, or -1 to stop. The names of a directory are read before
+ * going down, so that only one fd is open at any depth.
+ */
+#define WALK_SKIP 1
+
+typedef int (*walk_fn)(void *ctx, char *path, size_t len, const struct stat *st);
+
+static int walk(char *path, size_t len, walk_fn fn, void *ctx)
+{
+	char **names = NULL;
+	size_t nr = 0, i;
+	struct dirent *de;
+	struct stat st;
+	int ret;
+	DIR *d;
+
+	if (lstat(path, &st)) {
+		pr_perror("Can't stat %s", path);
+		return -1;
+	}
+	ret = fn(ctx, path, len, &st);
+	if (ret || !S_ISDIR(st.st_mode))
+		return ret < 0 ? -1 : 0;
+
+	d = opendir(path);
+	if (!d) {
+		pr_perror("Can't open %s", path);
+		return -1;
+	}
+	while (!ret && (de = readdir(d))) {
+		if (dir_dots(de))
+			continue;
+		ret = xrealloc_safe(&names, (nr + 1) * sizeof(*names));
+		if (!ret && !(names[nr++] = xstrdup(de->d_name)))
+			ret = -1;
+	}
+	closedir(d);
+
+	for (i = 0; i < nr; i++) {
+		if (!ret) {
+			int n = snprintf(path + len, PATH_MAX - len, "/%s", names[i]);
+
+			if (n >= PATH_MAX - len) {
+				pr_err("A path in %s is too long\n", path);
+				ret = -1;
+			} else {
+				ret = walk(path, len + n, fn, ctx);
+			}
+			path[len] = '\0';
+		}
+		xfree(names[i]);
+	}
+	xfree(names);
+	return ret;
+}
+
+static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *st)
+{
+	struct manifest_walk *w = ctx;
+	const char *path = fpath + w->prefix_len;
+	TmpFileEntry *e;
+
+	if (excluded(w->set, path))
+		return WALK_SKIP;
+	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
+		return 0;
+
+	if (w->nr == w->size) {
+		w->size = w->size * 2 ?: 64;
+		if (xrealloc_safe(&w->entries, w->size * sizeof(*w->entries)))
+			return -1;
+	}
+	e = xmalloc(sizeof(*e));
+	if (!e)
+		return -1;
+	tmp_file_entry__init(e);
+	w->entries[w->nr++] = e;
+	e->path = xstrdup(path);
+	if (!e->path || fill_entry(w, e, st))
+		return -1;
+	return 0;
+}
+
+static int collect_manifest(struct manifest_walk *w)
+{
+	size_t i;
+
+	w->prefix_len = strlen(w->set->proc_root);
+	for (i = 0; i < w->set->nr; i++) {
+		int n = snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, w->set->paths[i]);
+
+		if (walk(w->path, n, manifest_add, w)) {
+			pr_err("Can't list %s for the --tmp-file manifest\n", w->set->paths[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Once tar is done: every regular file must be as the walk saw it, and
+ * unchanged since before tar started (since), so that the manifest
+ * describes the bytes in the archive. A writer outside the frozen tree
+ * makes the dump fail here, naming the file, rather than make images
+ * that every restore refuses.
+ */
+static int check_unchanged(struct manifest_walk *w, const struct timespec *since)
+{
+	struct seen_file *f;
+
+	for (f = w->first; f; f = f->next) {
+		struct stat now;
+
+		snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, f->e->path);
+		if (lstat(w->path, &now) || seen_cmp(&now, &f->st) || now.st_size != f->st.st_size ||
+		    now.st_ctim.tv_sec != f->st.st_ctim.tv_sec || now.st_ctim.tv_nsec != f->st.st_ctim.tv_nsec ||
+		    now.st_ctim.tv_sec > since->tv_sec ||
+		    (now.st_ctim.tv_sec == since->tv_sec && now.st_ctim.tv_nsec >= since->tv_nsec)) {
+			pr_err("--tmp-file: %s changed while it was saved (a writer outside the dumped tree?); dump again\n",
+			       f->e->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int tmp_files_write_manifest(TmpFilesManifestEntry *me)
+{
+	struct cr_img *img;
+	int ret;
+
+	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
+	if (!img)
+		return -1;
+	ret = pb_write_one(img, me, PB_TMP_FILES_MANIFEST);
+	close_image(img);
+	return ret;
+}
+
+/*
+ * The manifest is made by a child while tar runs, so that reading the
+ * files for their checksums takes no extra time with the tree frozen.
+ * The child checks the files again once tar is done (tar_done gets EOF)
+ * and only then writes the manifest. The archive is not compressed yet:
+ * "none".
+ */
+pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done)
+{
+	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+	struct manifest_walk w = { .set = set, .files = RB_ROOT };
+	struct timespec since;
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	if (clock_gettime(CLOCK_REALTIME, &since) || pipe2(pfd, O_CLOEXEC)) {
+		pr_perror("Can't start the --tmp-file manifest");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0)
+		pr_perror("Can't fork to make the --tmp-file manifest");
+	if (pid) {
+		close(pfd[0]);
+		*tar_done = pfd[1];
+		return pid;
+	}
+
+	close(pfd[1]);
+	if (collect_manifest(&w) || read(pfd[0], &c, 1) != 0 || check_unchanged(&w, &since))
+		_exit(1);
+	me.n_paths = set->nr;
+	me.paths = set->paths;
+	me.format = "posix";
+	me.compression = "none";
+	me.n_entries = w.nr;
+	me.entries = w.entries;
+	_exit(tmp_files_write_manifest(&me) ? 1 : 0);
+}
+
+int tmp_files_wait_manifest(pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, 0) != pid) {
+		pr_perror("Can't wait for the --tmp-file manifest");
+		return -1;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		pr_err("Can't make the --tmp-file manifest (see above)\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* As dump writes it: absolute, normalised, not "/" */
+static bool path_normalised(const char *path)
+{
+	char norm[PATH_MAX];
+
+	return *path == '/' && strlen(path) < sizeof(norm) && !tmp_files_normalise_path(path, norm) && *norm &&
+	       !strcmp(norm, path);
+}
+
+/* What the staging walk checks the archive against */
+struct staged {
+	char **paths; /* sorted with tmp_files_path_cmp */
+	size_t nr;
+	TmpFileEntry **entries; /* sorted by path */
+	bool *seen;
+	size_t nr_entries;
+	size_t stage_len;
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+	return strcmp((*(TmpFileEntry **)a)->path, (*(TmpFileEntry **)b)->path);
+}
+
+static TmpFileEntry **find_entry(struct staged *sg, const char *path)
+{
+	TmpFileEntry key = { .path = (char *)path }, *k = &key;
+
+	return bsearch(&k, sg->entries, sg->nr_entries, sizeof(*sg->entries), entry_cmp);
+}
+
+static const char *entry_mismatch(struct staged *sg, const TmpFileEntry *e, const char *fpath, const struct stat *st)
+{
+	static const unsigned int types[] = {
+		[TMP_FILE_ENTRY__KIND__REG] = S_IFREG,
+		[TMP_FILE_ENTRY__KIND__DIR] = S_IFDIR,
+		[TMP_FILE_ENTRY__KIND__SYMLINK] = S_IFLNK,
+		[TMP_FILE_ENTRY__KIND__HARDLINK] = S_IFREG,
+		[TMP_FILE_ENTRY__KIND__FIFO] = S_IFIFO,
+		[TMP_FILE_ENTRY__KIND__CHR] = S_IFCHR,
+		[TMP_FILE_ENTRY__KIND__BLK] = S_IFBLK,
+	};
+	char target[PATH_MAX];
+	struct stat first;
+	ssize_t len;
+
+	if (e->type >= ARRAY_SIZE(types) || (st->st_mode & S_IFMT) != types[e->type])
+		return "type";
+	if ((st->st_mode & 07777) != e->mode)
+		return "mode";
+	if (st->st_uid != e->uid || st->st_gid != e->gid)
+		return "owner";
+	if (e->type == TMP_FILE_ENTRY__KIND__REG && st->st_size != e->size)
+		return "size";
+	if (e->type == TMP_FILE_ENTRY__KIND__REG && e->has_content_xxh64) {
+		uint64_t sum;
+
+		if (content_xxh64(fpath, st->st_size, &sum) || sum != e->content_xxh64)
+			return "content checksum";
+	}
+	if (st->st_mtim.tv_sec != e->mtime_sec || st->st_mtim.tv_nsec != e->mtime_nsec)
+		return "mtime";
+	if (e->type != TMP_FILE_ENTRY__KIND__SYMLINK && tmp_files_xattrs_differ(fpath, e))
+		return "xattrs";
+	if (e->type == TMP_FILE_ENTRY__KIND__SYMLINK) {
+		len = readlink(fpath, target, sizeof(target) - 1);
+		if (len < 0 || !e->target || strncmp(target, e->target, len) || e->target[len])
+			return "symlink target";
+	}
+	if (e->type == TMP_FILE_ENTRY__KIND__HARDLINK) {
+		TmpFileEntry **f = e->target ? find_entry(sg, e->target) : NULL;
+		char *t = f && (*f)->type == TMP_FILE_ENTRY__KIND__REG ? xsprintf("%.*s%s", (int)sg->stage_len, fpath, e->target) : NULL;
+
+		/* Only to a regular file of the same archive */
+		len = t ? lstat(t, &first) : -1;
+		xfree(t);
+		if (len || first.st_ino != st->st_ino || first.st_dev != st->st_dev)
+			return "hardlink";
+	}
+	return NULL;
+}
+
+/* An entry inside a saved path must be in the manifest, as dump saw it */
+static int check_entry(struct staged *sg, const char *path, const char *fpath, const struct stat *st)
+{
+	TmpFileEntry **e;
+	const char *what;
+
+	e = find_entry(sg, path);
+	if (!e) {
+		pr_err("The --tmp-file archive has %s, which is not in its manifest: refusing to restore\n", path);
+		return -1;
+	}
+	what = entry_mismatch(sg, *e, fpath, st);
+	if (what) {
+		pr_err("The --tmp-file archive does not match its manifest at %s (%s): refusing to restore\n", path,
+		       what);
+		return -1;
+	}
+	sg->seen[e - sg->entries] = true;
+	return 0;
+}
+
+/*
+ * Every member must be one of the saved paths or inside one, and match
+ * the manifest, or be a parent directory of one: anything else was not
+ * written by dump.
+ */
+static int check_one_staged(void *ctx, char *fpath, size_t len, const struct stat *st)
+{
+	struct staged *sg = ctx;
+	const char *path = fpath + sg->stage_len; /* "/tmp/x" */
+	size_t lo;
+
+	if (!*path)
+		return 0;
+	if (tmp_files_in_paths(sg->paths, sg->nr, path))
+		return check_entry(sg, path, fpath, st);
+	/* A parent directory of a saved path: the first one after it is inside */
+	lo = tmp_files_paths_lower_bound(sg->paths, sg->nr, path);
+	if (lo < sg->nr && issubpath(sg->paths[lo], path) && S_ISDIR(st->st_mode))
+		return 0;
+
+	pr_err("The --tmp-file archive has %s, which dump did not save: refusing to restore\n", path);
+	return -1;
+}
+
+/*
+ * The manifest itself: normalised saved paths, none inside another, each
+ * with an entry, and no entry listed twice.
+ */
+static int check_manifest(struct staged *sg)
+{
+	size_t i;
+
+	for (i = 0; i < sg->nr; i++) {
+		if (!path_normalised(sg->paths[i]) || (i && issubpath(sg->paths[i], sg->paths[i - 1]))) {
+			pr_err("Bad path %s in the --tmp-file manifest: refusing to restore\n", sg->paths[i]);
+			return -1;
+		}
+	}
+	for (i = 1; i < sg->nr_entries; i++) {
+		if (!strcmp(sg->entries[i - 1]->path, sg->entries[i]->path)) {
+			pr_err("The --tmp-file manifest lists %s twice: refusing to restore\n", sg->entries[i]->path);
+			return -1;
+		}
+	}
+	for (i = 0; i < sg->nr; i++) {
+		if (!find_entry(sg, sg->paths[i])) {
+			pr_err("The --tmp-file manifest has no entry for %s: refusing to restore\n", sg->paths[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int tmp_files_check_staged(const char *stage, TmpFilesManifestEntry *me)
+{
+	struct staged sg = {
+		.paths = me->paths,
+		.nr = me->n_paths,
+		.entries = me->entries,
+		.nr_entries = me->n_entries,
+		.stage_len = strlen(stage),
+	};
+	char path[PATH_MAX];
+	size_t i;
+	int ret = -1;
+
+	qsort(sg.paths, sg.nr, sizeof(*sg.paths), tmp_files_path_cmp);
+	qsort(sg.entries, sg.nr_entries, sizeof(*sg.entries), entry_cmp);
+	if (check_manifest(&sg))
+		return -1;
+	sg.seen = xzalloc(sg.nr_entries + 1);
+	if (!sg.seen)
+		return -1;
+
+	if (__strlcpy(path, stage, sizeof(path)) >= sizeof(path) || walk(path, sg.stage_len, check_one_staged, &sg))
+		goto out;
+	for (i = 0; i < sg.nr_entries; i++) {
+		if (!sg.seen[i]) {
+			pr_err("The --tmp-file archive lacks %s, which is in its manifest: refusing to restore\n",
+			       sg.entries[i]->path);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	xfree(sg.seen);
+	return ret;
+}
