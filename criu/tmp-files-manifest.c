@@ -23,6 +23,7 @@
 #include "namespaces.h"
 #include "protobuf.h"
 #include "rbtree.h"
+#include "servicefd.h"
 #include "string.h"
 #include "tmp-files.h"
 #include "util.h"
@@ -324,16 +325,50 @@ static int check_unchanged(struct manifest_walk *w, const struct timespec *since
 	return 0;
 }
 
-int tmp_files_write_manifest(TmpFilesManifestEntry *me)
+static int write_manifest_at(int dfd, TmpFilesManifestEntry *me)
 {
 	struct cr_img *img;
 	int ret;
 
-	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_DUMP);
+	img = open_image_at(dfd, CR_FD_TMP_FILES_MANIFEST, O_DUMP);
 	if (!img)
 		return -1;
 	ret = pb_write_one(img, me, PB_TMP_FILES_MANIFEST);
 	close_image(img);
+	return ret;
+}
+
+/*
+ * replace: the manifest exists, and is replaced as a whole or not at
+ * all: the new one is written in a directory of its own next to it, then
+ * renamed over it. A failure, or a crash, leaves the old one.
+ */
+int tmp_files_write_manifest(TmpFilesManifestEntry *me, bool replace)
+{
+	const char *name = imgset_template[CR_FD_TMP_FILES_MANIFEST].fmt, *tmp = ".tmp-files-manifest.new";
+	int dfd = get_service_fd(IMG_FD_OFF), fd, ret = -1;
+
+	if (!replace)
+		return write_manifest_at(-1, me);
+
+	if (mkdirat(dfd, tmp, 0700) && errno != EEXIST) {
+		pr_perror("Can't make %s", tmp);
+		return -1;
+	}
+	fd = openat(dfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && !write_manifest_at(fd, me)) {
+		int nfd = openat(fd, name, O_RDONLY | O_CLOEXEC);
+
+		/* On disk before it takes the old one's place */
+		ret = nfd < 0 || fsync(nfd) ? -1 : renameat(fd, name, dfd, name);
+		if (ret)
+			pr_perror("Can't replace %s", name);
+		close_safe(&nfd);
+	}
+	if (fd >= 0)
+		unlinkat(fd, name, 0);
+	close_safe(&fd);
+	unlinkat(dfd, tmp, AT_REMOVEDIR);
 	return ret;
 }
 
@@ -375,7 +410,7 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done)
 	me.compression = "none";
 	me.n_entries = w.nr;
 	me.entries = w.entries;
-	_exit(tmp_files_write_manifest(&me) ? 1 : 0);
+	_exit(tmp_files_write_manifest(&me, false) ? 1 : 0);
 }
 
 int tmp_files_wait_manifest(pid_t pid)

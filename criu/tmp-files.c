@@ -737,7 +737,7 @@ static int set_manifest_compression(const char *name)
 		return -1;
 	was = me->compression;
 	me->compression = (char *)name;
-	ret = tmp_files_write_manifest(me);
+	ret = tmp_files_write_manifest(me, true);
 	me->compression = was;
 	tmp_files_manifest_entry__free_unpacked(me, NULL);
 	return ret;

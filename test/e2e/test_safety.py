@@ -161,6 +161,9 @@ def test_crit_shows_the_manifest(app, criu):
     m = img["entries"][0]
     # The state file is saved with its directory: one path.
     assert m["paths"] == [str(app.dir)] and m["compression"] == "gzip"
+    # rewritten after compression as a whole, through a directory of its own
+    assert sorted(p.name for p in criu.images.iterdir() if "tmp-files" in p.name) == [
+        "tmp-files-manifest.img", "tmp-files.tar.img"]
     entries = {e["path"]: e for e in m["entries"]}
     assert sorted(entries) == [str(app.dir)] + [str(app.dir / n) for n in ("app.conf", "app.log", "state")]
     st = os.stat(app.dir / "app.conf")
