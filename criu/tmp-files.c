@@ -214,9 +214,29 @@ static const struct compressor *compressor(void)
 	return &compressors[compressor_index(opts.tmp_files_compress)];
 }
 
-/* Dump side state, filled before the tree is frozen */
-static int names_fd = -1; /* member names for tar --null --files-from */
-static struct tmp_files_set set;
+/* --tmp-file-auto: files found while the tree's files are dumped */
+struct auto_file {
+	struct list_head list;
+	char *path;
+	off_t size;
+};
+
+/*
+ * The state of one dump, from tmp_files_prepare_dump() (before the
+ * freeze) to tmp_files_compress_after_dump() (after the resume): the
+ * entry points are called from cr-dump.c with nothing to pass it in.
+ */
+static struct tmp_files_dump {
+	int names_fd; /* member names for tar --null --files-from */
+	struct tmp_files_set set;
+	struct list_head auto_files;
+	size_t nr_auto_files;
+	size_t auto_files_size;
+	bool archived; /* the archive and the manifest are written */
+} dump = {
+	.names_fd = -1,
+	.auto_files = LIST_HEAD_INIT(dump.auto_files),
+};
 
 /* Sort with '/' before any other byte, so "/a/b" follows "/a" directly */
 int tmp_files_path_cmp(const void *a, const void *b)
@@ -308,15 +328,15 @@ static int add_exclude(const char *path)
 {
 	int i;
 
-	for (i = 0; i < set.nr_excludes; i++)
-		if (!strcmp(set.excludes[i] + strlen("--exclude="), path + 1))
+	for (i = 0; i < dump.set.nr_excludes; i++)
+		if (!strcmp(dump.set.excludes[i] + strlen("--exclude="), path + 1))
 			return 0;
-	if (xrealloc_safe(&set.excludes, (set.nr_excludes + 2) * sizeof(*set.excludes)))
+	if (xrealloc_safe(&dump.set.excludes, (dump.set.nr_excludes + 2) * sizeof(*dump.set.excludes)))
 		return -1;
-	set.excludes[set.nr_excludes] = xsprintf("--exclude=%s", path + 1);
-	if (!set.excludes[set.nr_excludes])
+	dump.set.excludes[dump.set.nr_excludes] = xsprintf("--exclude=%s", path + 1);
+	if (!dump.set.excludes[dump.set.nr_excludes])
 		return -1;
-	set.excludes[++set.nr_excludes] = NULL;
+	dump.set.excludes[++dump.set.nr_excludes] = NULL;
 	pr_info("%s is the images or work directory: not archived\n", path);
 	return 0;
 }
@@ -389,8 +409,8 @@ static int set_excludes(int root_fd)
 		pr_perror("Can't stat the images or work directory");
 		return -1;
 	}
-	for (i = 0; i < set.nr; i++)
-		if (find_excludes(root_fd, set.paths[i], ids, 2))
+	for (i = 0; i < dump.set.nr; i++)
+		if (find_excludes(root_fd, dump.set.paths[i], ids, 2))
 			return -1;
 	return 0;
 }
@@ -441,8 +461,8 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	list_for_each_entry(tf, &opts.tmp_files, list)
 		nr++;
 	paths = xmalloc((nr ?: 1) * sizeof(*paths));
-	set.paths = xmalloc((nr ?: 1) * sizeof(*set.paths));
-	if (!paths || !set.paths)
+	dump.set.paths = xmalloc((nr ?: 1) * sizeof(*dump.set.paths));
+	if (!paths || !dump.set.paths)
 		goto err;
 	nr = 0;
 	list_for_each_entry(tf, &opts.tmp_files, list)
@@ -450,17 +470,17 @@ int tmp_files_prepare_dump(pid_t root_pid)
 	qsort(paths, nr, sizeof(*paths), tmp_files_path_cmp);
 
 	/* Paths are resolved as the dumped tree sees them */
-	snprintf(set.proc_root, sizeof(set.proc_root), "/proc/%d/root", root_pid);
+	snprintf(dump.set.proc_root, sizeof(dump.set.proc_root), "/proc/%d/root", root_pid);
 
-	names_fd = memfd_create("criu-tmp-files", MFD_CLOEXEC);
-	if (names_fd < 0) {
+	dump.names_fd = memfd_create("criu-tmp-files", MFD_CLOEXEC);
+	if (dump.names_fd < 0) {
 		pr_perror("Can't create a memfd");
 		goto err;
 	}
 
-	root_fd = open(set.proc_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	root_fd = open(dump.set.proc_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0) {
-		pr_perror("Can't open the root of the dumped tree %s", set.proc_root);
+		pr_perror("Can't open the root of the dumped tree %s", dump.set.proc_root);
 		goto err;
 	}
 
@@ -472,7 +492,7 @@ int tmp_files_prepare_dump(pid_t root_pid)
 			continue;
 		}
 
-		if (strlen(set.proc_root) + strlen(paths[i]) >= PATH_MAX) {
+		if (strlen(dump.set.proc_root) + strlen(paths[i]) >= PATH_MAX) {
 			pr_err("--tmp-file %s: the path is too long\n", paths[i]);
 			goto err;
 		}
@@ -484,11 +504,11 @@ int tmp_files_prepare_dump(pid_t root_pid)
 		}
 
 		/* Member names are relative to the root: skip the leading '/' */
-		if (write_all(names_fd, paths[i] + 1, strlen(paths[i])) != strlen(paths[i])) {
+		if (write_all(dump.names_fd, paths[i] + 1, strlen(paths[i])) != strlen(paths[i])) {
 			pr_perror("Can't write the --tmp-file list");
 			goto err;
 		}
-		set.paths[set.nr++] = paths[i];
+		dump.set.paths[dump.set.nr++] = paths[i];
 		last = paths[i];
 	}
 	xfree(paths);
@@ -501,17 +521,6 @@ err:
 	xfree(paths);
 	return -1;
 }
-
-/* --tmp-file-auto: files found while the tree's files are dumped */
-struct auto_file {
-	struct list_head list;
-	char *path;
-	off_t size;
-};
-
-static LIST_HEAD(auto_files);
-static size_t nr_auto_files;
-static size_t auto_files_size;
 
 /*
  * Called for every regular file the tree has open or mapped. A file on a
@@ -528,14 +537,14 @@ int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct sta
 		return 0;
 	if (mi->fstype->code != FSTYPE__TMPFS || (root_ns_mask & CLONE_NEWNS))
 		return 0;
-	if (tmp_files_in_paths(set.paths, set.nr, path))
+	if (tmp_files_in_paths(dump.set.paths, dump.set.nr, path))
 		return 0;
-	list_for_each_entry(af, &auto_files, list)
+	list_for_each_entry(af, &dump.auto_files, list)
 		if (!strcmp(af->path, path))
 			return 0;
 
 	/* The path must still lead to this very file */
-	snprintf(full, sizeof(full), "%s%s", set.proc_root, path);
+	snprintf(full, sizeof(full), "%s%s", dump.set.proc_root, path);
 	if (stat(full, &now) || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
 		pr_info("--tmp-file-auto: %s is no longer at its path, not saved\n", path);
 		return 0;
@@ -550,9 +559,9 @@ int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct sta
 		return -1;
 	}
 	af->size = st->st_size;
-	list_add_tail(&af->list, &auto_files);
-	nr_auto_files++;
-	auto_files_size += st->st_size;
+	list_add_tail(&af->list, &dump.auto_files);
+	dump.nr_auto_files++;
+	dump.auto_files_size += st->st_size;
 	pr_info("--tmp-file-auto: saving %s (%lld bytes): in use by the tree, on the tmpfs at %s\n", path,
 		(long long)st->st_size, mi->ns_mountpoint);
 	return 0;
@@ -573,14 +582,14 @@ static void report_largest_auto_files(void)
 	struct auto_file **all, *af;
 	size_t i = 0;
 
-	pr_err("--tmp-file-auto: the files to save take %zu bytes, over --tmp-file-limit %zu\n", auto_files_size,
+	pr_err("--tmp-file-auto: the files to save take %zu bytes, over --tmp-file-limit %zu\n", dump.auto_files_size,
 	       opts.tmp_files_limit);
-	all = xmalloc(nr_auto_files * sizeof(*all));
+	all = xmalloc(dump.nr_auto_files * sizeof(*all));
 	if (all) {
-		list_for_each_entry(af, &auto_files, list)
+		list_for_each_entry(af, &dump.auto_files, list)
 			all[i++] = af;
-		qsort(all, nr_auto_files, sizeof(*all), auto_file_size_cmp);
-		for (i = 0; i < nr_auto_files && i < 5; i++)
+		qsort(all, dump.nr_auto_files, sizeof(*all), auto_file_size_cmp);
+		for (i = 0; i < dump.nr_auto_files && i < 5; i++)
 			pr_err("    %s: %lld bytes\n", all[i]->path, (long long)all[i]->size);
 		xfree(all);
 	}
@@ -598,23 +607,23 @@ static int add_auto_files(void)
 		pr_warn("--tmp-file-auto: the tree's mount namespace is dumped, and CRIU saves its tmpfs content itself: nothing to add\n");
 		return 0;
 	}
-	if (!nr_auto_files) {
+	if (!dump.nr_auto_files) {
 		pr_warn("--tmp-file-auto: no regular file of the tree is open or mapped on a tmpfs: nothing to add\n");
 		return 0;
 	}
-	pr_warn("--tmp-file-auto: saving %zu file(s) of the tree on tmpfs, %zu bytes\n", nr_auto_files, auto_files_size);
-	if (auto_files_size > opts.tmp_files_limit) {
+	pr_warn("--tmp-file-auto: saving %zu file(s) of the tree on tmpfs, %zu bytes\n", dump.nr_auto_files, dump.auto_files_size);
+	if (dump.auto_files_size > opts.tmp_files_limit) {
 		report_largest_auto_files();
 		return -1;
 	}
-	if (xrealloc_safe(&set.paths, (set.nr + nr_auto_files) * sizeof(*set.paths)))
+	if (xrealloc_safe(&dump.set.paths, (dump.set.nr + dump.nr_auto_files) * sizeof(*dump.set.paths)))
 		return -1;
-	list_for_each_entry(af, &auto_files, list) {
-		if (write_all(names_fd, af->path + 1, strlen(af->path)) != strlen(af->path)) {
+	list_for_each_entry(af, &dump.auto_files, list) {
+		if (write_all(dump.names_fd, af->path + 1, strlen(af->path)) != strlen(af->path)) {
 			pr_perror("Can't write the --tmp-file list");
 			return -1;
 		}
-		set.paths[set.nr++] = af->path;
+		dump.set.paths[dump.set.nr++] = af->path;
 	}
 	return 0;
 }
@@ -624,7 +633,7 @@ static char **tar_create_argv(void)
 	char **argv;
 	int n = 0, i;
 
-	argv = xmalloc((24 + set.nr_excludes) * sizeof(*argv));
+	argv = xmalloc((24 + dump.set.nr_excludes) * sizeof(*argv));
 	if (!argv)
 		return NULL;
 	argv[n++] = "tar";
@@ -634,7 +643,7 @@ static char **tar_create_argv(void)
 	/* 64 KiB writes: as fast as a plain copy, where tar's 10 KiB are not */
 	argv[n++] = "--record-size=64K";
 	argv[n++] = "--directory";
-	argv[n++] = set.proc_root;
+	argv[n++] = dump.set.proc_root;
 	argv[n++] = "--numeric-owner";
 	argv[n++] = "--preserve-permissions";
 	argv[n++] = "--sparse";
@@ -644,16 +653,14 @@ static char **tar_create_argv(void)
 	/* Names are literal, excludes are whole member names */
 	argv[n++] = "--no-wildcards";
 	argv[n++] = "--anchored";
-	for (i = 0; i < set.nr_excludes; i++)
-		argv[n++] = set.excludes[i];
+	for (i = 0; i < dump.set.nr_excludes; i++)
+		argv[n++] = dump.set.excludes[i];
 	argv[n++] = "--null";
 	argv[n++] = "--no-unquote";
 	argv[n++] = "--files-from=-";
 	argv[n] = NULL;
 	return argv;
 }
-
-static bool archived; /* the archive and the manifest are written */
 
 /* Called while the tree is frozen */
 int dump_tmp_files(void)
@@ -664,19 +671,19 @@ int dump_tmp_files(void)
 	char **argv;
 	int ret;
 
-	if (names_fd < 0)
+	if (dump.names_fd < 0)
 		return 0;
 
 	/* --tmp-file-auto may find nothing to save: no images then */
 	ret = add_auto_files();
-	if (ret || !set.nr) {
-		close_safe(&names_fd);
+	if (ret || !dump.set.nr) {
+		close_safe(&dump.names_fd);
 		return ret;
 	}
 
-	pr_info("Saving %zu --tmp-file path(s)\n", set.nr);
+	pr_info("Saving %zu --tmp-file path(s)\n", dump.set.nr);
 
-	if (lseek(names_fd, 0, SEEK_SET) < 0) {
+	if (lseek(dump.names_fd, 0, SEEK_SET) < 0) {
 		pr_perror("Can't rewind the --tmp-file list");
 		return -1;
 	}
@@ -685,7 +692,7 @@ int dump_tmp_files(void)
 	if (!img)
 		return -1;
 
-	manifest_pid = tmp_files_start_manifest(&set, &tar_done);
+	manifest_pid = tmp_files_start_manifest(&dump.set, &tar_done);
 	if (manifest_pid < 0) {
 		close_image(img);
 		return -1;
@@ -697,7 +704,7 @@ int dump_tmp_files(void)
 	 */
 	argv = tar_create_argv();
 	ret = !argv ? -1 :
-		      cr_system_userns(names_fd, img_raw_fd(img), -1, "tar", argv, 0,
+		      cr_system_userns(dump.names_fd, img_raw_fd(img), -1, "tar", argv, 0,
 				       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
 	xfree(argv);
 	if (ret)
@@ -707,7 +714,7 @@ int dump_tmp_files(void)
 		ret = -1;
 	}
 	close_image(img);
-	close_safe(&names_fd);
+	close_safe(&dump.names_fd);
 
 	close(tar_done);
 	if (tmp_files_wait_manifest(manifest_pid))
@@ -717,7 +724,7 @@ int dump_tmp_files(void)
 		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES_MANIFEST].fmt, 0);
 		return -1;
 	}
-	archived = true;
+	dump.archived = true;
 	return 0;
 }
 
@@ -755,9 +762,9 @@ void tmp_files_compress_after_dump(void)
 	int dfd = get_service_fd(IMG_FD_OFF), in = -1, out = -1, ret = -1;
 	char tmp[64];
 
-	if (!archived || !c->argv[0])
+	if (!dump.archived || !c->argv[0])
 		return;
-	archived = false; /* once: with --lazy-pages, before the pages are served */
+	dump.archived = false; /* once: with --lazy-pages, before the pages are served */
 
 	snprintf(tmp, sizeof(tmp), "%s.%s", name, c->name);
 	in = openat(dfd, name, O_RDONLY);
