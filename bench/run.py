@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Benchmark of the frozen-time cost of criu dump --tmp-file (issue 7).
+"""Benchmark of the frozen-time cost of criu dump --tmp-file, against its targets.
 
 A small long-running process (bench/holder.c) holds its files open on a
 tmpfs that the benchmark mounts; total sizes 1, 16, 128, 512 MiB (half
@@ -11,8 +11,10 @@ every case, side by side in one run, each repetition in a shuffled order:
   without     patched criu, dump without --tmp-file
   gzip/zstd/none  patched criu, dump --tmp-file DIR [--tmp-file-compress=X]
   copy        cp -a of the same directory into the images filesystem
-  seed        tar --create --gzip --absolute-names of the same directory
-              into the images filesystem (the seed's approach)
+  tar-gzip    tar --create --gzip --absolute-names of the same directory
+              into the images filesystem: the original patch's approach,
+              a tar --gzip while the process is frozen (its wall time is
+              the frozen time it would add)
 
 Frozen time is CRIU's own frozen_time from the stats-dump image. Each dumped
 process is restored with "criu restore -d" (the --tmp-file variants after
@@ -28,8 +30,7 @@ unmounted at the end; nothing is visible outside the namespace.
 
 Writes bench/results/RESULTS.md, raw.json, frozen-time.dat and
 frozen-time.png. Run as root with /usr/bin/python3 (needs protobuf), e.g.
-"make bench" or "make bench BENCH_ARGS='--reps 7'". If the patched criu
-has no --tmp-file-compress, only its built-in gzip is measured.
+"make bench" or "make bench BENCH_ARGS='--reps 7'".
 "--from-raw bench/raw.json" rewrites the table and plot of a stored run.
 BENCH_CRIU=/path/to/criu measures another patched binary.
 """
@@ -58,7 +59,8 @@ CRIU = Path(os.environ.get("BENCH_CRIU", TREE / "criu/criu"))  # the patched cri
 WORK = ROOT / "build/bench"
 PR_SET_CHILD_SUBREAPER = 36
 MiB = 1 << 20
-COMPRESSIONS = ("gzip", "zstd", "none")
+COMPRESSIONS = ("gzip", "zstd", "none")  # dump --tmp-file --tmp-file-compress=X
+COPIES = ("copy", "tar-gzip")  # no dump: the wall time of a copy of the files
 MAX_OPEN = 16  # files the holder keeps open
 
 sys.path.insert(0, str(TREE / "lib"))
@@ -275,10 +277,8 @@ class Runner:
         ready = WORK / "ready"
         criu = self.pristine if variant == "unpatched" else self.criu
         extra = []
-        if variant in COMPRESSIONS or variant == "tmp-file":
-            extra = ["--tmp-file", str(directory)]
-            if variant in COMPRESSIONS:
-                extra.append("--tmp-file-compress=%s" % variant)
+        if variant in COMPRESSIONS:
+            extra = ["--tmp-file", str(directory), "--tmp-file-compress=%s" % variant]
         images = self.fresh(variant)
         holder = start_holder(self.holder, directory, ready)
         pid = holder.pid
@@ -336,7 +336,7 @@ class Runner:
             cmd = ["cp", "-a", str(directory), str(out / "copy")]
         else:
             cmd = ["tar", "--create", "--gzip", "--absolute-names",
-                   "--file", str(out / "seed.tar.gz"), str(directory)]
+                   "--file", str(out / "tar-gzip.tar.gz"), str(directory)]
         proc, dt = run_timed(cmd)
         if proc.returncode:
             raise RuntimeError("%s failed: %s" % (" ".join(cmd), proc.stdout.decode(errors="replace")))
@@ -437,9 +437,9 @@ def summarize(res, case_names, variants):
         base = s[c].get("without", {}).get("frozen_ms")
         copy = s[c].get("copy", {}).get("frozen_ms")
         for v, m in s[c].items():
-            if v in ("copy", "seed"):
+            if v in COPIES:
                 m["added_ms"] = m["frozen_ms"]
-            elif v in COMPRESSIONS or v == "tmp-file":
+            elif v in COMPRESSIONS:
                 m["added_ms"] = m["frozen_ms"] - base if base is not None else None
             else:
                 m["added_ms"] = None
@@ -450,12 +450,11 @@ def summarize(res, case_names, variants):
 LABELS = {
     "unpatched": "unpatched %s, dump",  # % unpatched_version(machine)
     "without": "patched, dump without --tmp-file",
-    "tmp-file": "--tmp-file (built-in gzip)",
     "gzip": "--tmp-file, gzip",
     "zstd": "--tmp-file, zstd",
     "none": "--tmp-file, none",
     "copy": "plain copy (cp -a)",
-    "seed": "seed: tar --create --gzip",
+    "tar-gzip": "original patch: tar --create --gzip",
 }
 
 
@@ -469,49 +468,46 @@ def label(v, m):
     return LABELS[v] % unpatched_version(m) if v == "unpatched" else LABELS[v]
 
 
-def targets(s, cases, variants, has_compress, m):
+def targets(s, cases, variants, m):
     lines = []
 
     def res(ok):
         return "PASS" if ok else "FAIL"
 
     big = [c["name"] for c in cases if c["kind"] == "size" and c["mib"] in (128, 512)]
-    if not has_compress:
-        lines.append("- NOT MEASURED: `none` ≤ 1.3x plain copy (this criu has no --tmp-file-compress)")
-        lines.append("- NOT MEASURED: `zstd` ≤ 2x plain copy, image ≤ gzip's (no --tmp-file-compress)")
-    else:
-        # Evaluated at 128 and 512 MiB, where the issue states its data-bound
-        # targets; the other cases are listed as information, not judged.
-        other = [c for c in s if c not in big]
-        for v, limit in (("none", 1.3), ("zstd", 2.0)):
-            parts, ok = [], bool(big)
-            for c in big:
-                r = s[c][v]["ratio"]
-                ok = ok and r is not None and r <= limit
-                parts.append("%s %.2fx" % (c, r))
-            info = ", ".join("%s %.2fx" % (c, s[c][v]["ratio"]) for c in other)
-            lines.append("- %s: `%s` added frozen time ≤ %.1fx plain copy at 128 and 512 MiB: %s "
-                         "(not judged: %s)" % (res(ok), v, limit, ", ".join(parts), info))
+    # Evaluated at 128 and 512 MiB, where the targets are data-bound; the
+    # other cases are listed as information, not judged.
+    other = [c for c in s if c not in big]
+    for v, limit in (("none", 1.3), ("zstd", 2.0)):
+        parts, ok = [], bool(big)
+        for c in big:
+            r = s[c][v]["ratio"]
+            ok = ok and r is not None and r <= limit
+            parts.append("%s %.2fx" % (c, r))
+        info = ", ".join("%s %.2fx" % (c, s[c][v]["ratio"]) for c in other)
+        lines.append("- %s: `%s` added frozen time ≤ %.1fx plain copy at 128 and 512 MiB: %s "
+                     "(not judged: %s)" % (res(ok), v, limit, ", ".join(parts), info))
 
-        def img(c):
-            z, g = s[c]["zstd"]["image_bytes"], s[c]["gzip"]["image_bytes"]
-            return z <= g, "%s %.1f/%.1f KiB" % (c, z / 1024, g / 1024)
-        ok = bool(big) and all(img(c)[0] for c in big)
-        lines.append("- %s: `zstd` image ≤ `gzip` image at 128 and 512 MiB (zstd/gzip): %s "
-                     "(not judged: %s)" % (res(ok), ", ".join(img(c)[1] for c in big),
-                                           ", ".join(img(c)[1] for c in other)))
+    def img(c):
+        z, g = s[c]["zstd"]["image_bytes"], s[c]["gzip"]["image_bytes"]
+        return z <= g, "%s %.1f/%.1f KiB" % (c, z / 1024, g / 1024)
+    ok = bool(big) and all(img(c)[0] for c in big)
+    lines.append("- %s: `zstd` image ≤ `gzip` image at 128 and 512 MiB (zstd/gzip): %s "
+                 "(not judged: %s)" % (res(ok), ", ".join(img(c)[1] for c in big),
+                                       ", ".join(img(c)[1] for c in other)))
     c128 = [c["name"] for c in cases if c["kind"] == "size" and c["mib"] == 128]
     if c128:
         c = c128[0]
-        seed = s[c]["seed"]["added_ms"]
+        original = s[c]["tar-gzip"]["added_ms"]
         for v in variants:
-            if v not in COMPRESSIONS and v != "tmp-file":
+            if v not in COMPRESSIONS:
                 continue
             a = s[c][v]["added_ms"]
-            f = seed / a if a and a > 0 else float("inf")
-            verdict = "not judged (gzip is exempt)" if v in ("gzip", "tmp-file") else res(f >= 8)
-            lines.append("- %s: `%s` added frozen time ≥ 8x less than the seed's tar --gzip at 128 MiB: "
-                         "%.1f ms vs %.1f ms (%.1fx less)" % (verdict, v, a, seed, f))
+            f = original / a if a and a > 0 else float("inf")
+            verdict = "not judged (gzip is exempt)" if v == "gzip" else res(f >= 8)
+            lines.append("- %s: `%s` added frozen time ≥ 8x less than the original patch's tar --gzip "
+                         "while frozen, at 128 MiB: %.1f ms vs %.1f ms (%.1fx less)" % (
+                             verdict, v, a, original, f))
     for key, what in (("frozen_all", "frozen time"), ("dump_all", "dump wall time")):
         parts, ok = [], True
         for c in s:
@@ -526,7 +522,7 @@ def targets(s, cases, variants, has_compress, m):
     return lines
 
 
-def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, reps):
+def write_report(out, s, cases, variants, m, elapsed, cmdline, reps):
     case_desc = {c["name"]: c["desc"] for c in cases}
     L = []
     L.append("# criu dump --tmp-file: frozen-time benchmark")
@@ -542,17 +538,14 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
              "the dumped process "
              "(bench/holder.c) holds up to %d of the files open and has its cwd in their directory." % (
                  reps, m.get("data_mnt", "/tmp"), MAX_OPEN))
-    if not has_compress:
-        L.append("")
-        L.append("**This criu has no `--tmp-file-compress`: only its built-in gzip was measured; "
-                 "zstd and none were skipped.**")
     L.append("")
     L.append("Frozen = `frozen_time` from CRIU's stats-dump image. Added = frozen(--tmp-file) − frozen(without "
-             "--tmp-file), both medians; for copy and seed it is their wall time. IQR = interquartile range "
-             "of the frozen time (copy, seed: of the wall time). Ratio = added / plain copy. "
+             "--tmp-file), both medians; for the plain copy and the original patch's tar --gzip (which ran "
+             "while the process was frozen) it is their wall time. IQR = interquartile range "
+             "of the frozen time (copy, tar --gzip: of the wall time). Ratio = added / plain copy. "
              "Dump wall = wall time of `criu dump` until it exits, which includes any work done after "
              "the tree was resumed or killed. "
-             "Image = the tmp-files archive (seed: its tar.gz). Restore = wall time of `criu restore -d` "
+             "Image = the tmp-files archive (original patch: its tar.gz). Restore = wall time of `criu restore -d` "
              "(for --tmp-file, after the saved directory was moved away, so that the files come from "
              "the image; restore stages them under /tmp, %s). Every restored process is checked "
              "alive, then killed by pid and reaped; restored files are compared with the originals "
@@ -565,7 +558,7 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
             if v not in s[c]:
                 continue
             r = s[c][v]
-            frozen = r["frozen_ms"] if v not in ("copy", "seed") else None
+            frozen = r["frozen_ms"] if v not in COPIES else None
             ratio = "%.2fx" % r["ratio"] if r.get("ratio") is not None else "—"
             img = r.get("image_bytes")
             L.append("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
@@ -574,9 +567,9 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
                 fmt(r.get("dump_ms")), "—" if img is None else "%.2f" % (img / MiB),
                 fmt(r.get("restore_ms"))))
     L.append("")
-    L.append("Targets (issue 7), computed from the medians above:")
+    L.append("The targets, computed from the medians above:")
     L.append("")
-    L.extend(targets(s, cases, variants, has_compress, m))
+    L.extend(targets(s, cases, variants, m))
     L.append("")
     L.append("![added frozen time](frozen-time.png)")
     L.append("")
@@ -585,7 +578,7 @@ def write_report(out, s, cases, variants, has_compress, m, elapsed, cmdline, rep
 
 
 def plot(out, s, cases, variants):
-    cols = [v for v in ("tmp-file", "gzip", "zstd", "none", "copy", "seed") if v in variants]
+    cols = [v for v in COMPRESSIONS + COPIES if v in variants]
     with open(out / "frozen-time.dat", "w") as f:
         f.write('"size (MiB)" ' + " ".join('"%s"' % LABELS[v] for v in cols) + "\n")
         for c in cases:
@@ -604,12 +597,7 @@ def plot(out, s, cases, variants):
 # ---------------------------------------------------------------- main
 
 
-def has_compress_option(criu):
-    out = subprocess.run([str(criu), "--help"], capture_output=True, text=True).stdout
-    return "tmp-file-compress" in out
-
-
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="repetitions per case and variant (default 5)")
     ap.add_argument("--sizes", default="1,16,128,512", help="total sizes in MiB (default 1,16,128,512)")
@@ -619,31 +607,28 @@ def main():
     ap.add_argument("--from-raw", metavar="RAW_JSON",
                     help="measure nothing: rewrite the table and plot from a raw.json of an earlier run")
     ap.add_argument("--in-ns", action="store_true", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    if args.from_raw:
-        raw = json.loads(Path(args.from_raw).read_text())
-        report(Path(args.out), raw)
-        return
 
+def enter_private_namespace(args):
+    """As root, re-execute in a private mount namespace (our tmpfs mounts
+    are invisible outside and cannot be hidden by mounts made concurrently
+    elsewhere); there, become a child subreaper and exit cleanly on
+    SIGTERM and SIGHUP."""
     if os.geteuid() != 0:
         sys.exit("bench: must run as root")
     if not args.in_ns:
-        # Private mount namespace: our tmpfs mounts are invisible outside
-        # and cannot be hidden by mounts made concurrently elsewhere.
         os.execvp("unshare", ["unshare", "--mount", "--propagation", "private",
                               "/usr/bin/python3", str(Path(__file__).resolve()), "--in-ns"] + sys.argv[1:])
-
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit("bench: terminated"))
     signal.signal(signal.SIGHUP, lambda *a: sys.exit("bench: hangup"))
 
-    t_start = time.monotonic()
-    load_start = loadavg()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    WORK.mkdir(parents=True, exist_ok=True)
 
+def prepare_programs():
+    """The unpatched criu (bench/pristine.sh builds it), the holder, and a
+    copy of the patched criu; returns their paths."""
+    WORK.mkdir(parents=True, exist_ok=True)
     pristine = subprocess.run([str(BENCH / "pristine.sh")], check=True, stdout=subprocess.PIPE,
                               text=True).stdout.strip().splitlines()[-1]
     pristine = ROOT / pristine
@@ -651,19 +636,15 @@ def main():
     subprocess.run(["gcc", "-O2", "-Wall", "-o", str(holder), str(BENCH / "holder.c")], check=True)
     if not CRIU.exists():
         sys.exit("bench: %s is missing, run make build" % CRIU)
-
     # Snapshot the patched binary and load pycriu now: the build tree may
     # be rebuilt by someone else while the benchmark runs.
     criu = WORK / "criu-patched"
     shutil.copy2(CRIU, criu)
     import pycriu  # noqa: F401
-    has_compress = has_compress_option(criu)
-    tmpv = list(COMPRESSIONS) if has_compress else ["tmp-file"]
-    variants = ["unpatched", "without"] + tmpv + ["copy", "seed"]
-    log("criu %s; --tmp-file-compress %s; variants: %s" % (
-        CRIU, "present" if has_compress else "ABSENT (zstd/none skipped)",
-        " ".join(variants)))
+    return pristine, holder, criu
 
+
+def make_cases(args):
     cases = []
     for mib in [int(x) for x in args.sizes.split(",") if x]:
         cases.append({"name": "%dMiB" % mib, "kind": "size", "mib": mib, "bytes": mib * MiB,
@@ -672,23 +653,39 @@ def main():
         cases.append({"name": "small", "kind": "files", "files": args.small_files,
                       "file_size": args.small_size, "bytes": args.small_files * args.small_size,
                       "desc": "%d files × %d KiB" % (args.small_files, args.small_size // 1024)})
-    total = sum(c["bytes"] for c in cases)
-    biggest = max(c["bytes"] for c in cases)
+    return cases
 
+
+def describe_run(load_start):
+    """The machine and the versions measured, for the report."""
     m = machine()
     m["load_start"] = load_start
     m["upstream_version"] = UPSTREAM.VERSION
     m["commit"] = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                                  capture_output=True, text=True).stdout.strip() or "?"
     m["host"] = "this machine (%s)" % platform.node()
-    res = {c["name"]: {v: [] for v in variants} for c in cases}
-    # The files live on a tmpfs on /tmp (in our mount namespace only), as on
-    # a host whose /tmp is a tmpfs; restore then stages on the same fs. A
-    # checkout under /tmp would be hidden by it: use /var/tmp instead.
+    return m
+
+
+def data_mountpoint():
+    """The files live on a tmpfs on /tmp (in our mount namespace only), as
+    on a host whose /tmp is a tmpfs; restore then stages on the same fs. A
+    checkout under /tmp would be hidden by it: use /var/tmp instead."""
     data_mnt = Path("/tmp")
     if ROOT == data_mnt or data_mnt in ROOT.parents:
         data_mnt = Path("/var/tmp/criu-bench-data")
-    m["data_mnt"] = str(data_mnt)
+    return data_mnt
+
+
+def measure(args, cases, variants, programs, data_mnt):
+    """Mount the two tmpfs, generate the data, run every case and variant
+    args.reps times (variants in a shuffled order in each repetition);
+    returns {case name: {variant: [measurements]}}. Everything started is
+    killed and everything mounted unmounted, also on failure."""
+    pristine, holder, criu = programs
+    total = sum(c["bytes"] for c in cases)
+    biggest = max(c["bytes"] for c in cases)
+    res = {c["name"]: {v: [] for v in variants} for c in cases}
     img_mnt = WORK / "images"
     try:
         mount_tmpfs(data_mnt, total + biggest + 256 * MiB)
@@ -710,7 +707,7 @@ def main():
                 order = list(variants)
                 random.Random(1000 * rep + len(c["name"])).shuffle(order)
                 for v in order:
-                    if v in ("copy", "seed"):
+                    if v in COPIES:
                         r = runner.copy_variant(c, v)
                     else:
                         r = runner.dump_variant(c, v, check_content=(rep == 0))
@@ -719,26 +716,58 @@ def main():
     finally:
         kill_all()
         umount_all()
+    return res
+
+
+def main():
+    args = parse_args()
+    if args.from_raw:
+        raw = json.loads(Path(args.from_raw).read_text())
+        report(Path(args.out), raw)
+        return
+
+    enter_private_namespace(args)
+    t_start = time.monotonic()
+    load_start = loadavg()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    programs = prepare_programs()
+    variants = ["unpatched", "without"] + list(COMPRESSIONS) + list(COPIES)
+    log("criu %s; variants: %s" % (CRIU, " ".join(variants)))
+    cases = make_cases(args)
+    m = describe_run(load_start)
+    data_mnt = data_mountpoint()
+    m["data_mnt"] = str(data_mnt)
+
+    res = measure(args, cases, variants, programs, data_mnt)
 
     elapsed = time.monotonic() - t_start
     m["load_end"] = loadavg()
     cmdline = os.environ.get("BENCH_CMD") or " ".join(["bench/run.py"] + sys.argv[2:])
     raw = {"machine": m, "variants": variants, "cases": cases, "results": res,
-           "has_compress": has_compress, "elapsed_s": elapsed, "cmdline": cmdline, "reps": args.reps}
+           "elapsed_s": elapsed, "cmdline": cmdline, "reps": args.reps}
     with open(out / "raw.json", "w") as f:
         json.dump(raw, f, indent=1)
     report(out, raw)
 
 
+# raw.json of runs before the variant was renamed call it "seed".
+OLD_VARIANT_NAMES = {"seed": "tar-gzip"}
+
+
 def report(out, raw):
     out.mkdir(parents=True, exist_ok=True)
-    cases, variants = raw["cases"], raw["variants"]
-    s = summarize(raw["results"], [c["name"] for c in cases], variants)
+    cases = raw["cases"]
+    variants = [OLD_VARIANT_NAMES.get(v, v) for v in raw["variants"]]
+    results = {c: {OLD_VARIANT_NAMES.get(v, v): runs for v, runs in by_variant.items()}
+               for c, by_variant in raw["results"].items()}
+    s = summarize(results, [c["name"] for c in cases], variants)
     plot(out, s, cases, variants)
-    text = write_report(out, s, cases, variants, raw["has_compress"], raw["machine"], raw["elapsed_s"],
+    text = write_report(out, s, cases, variants, raw["machine"], raw["elapsed_s"],
                         raw.get("cmdline", "make bench"), raw.get("reps", 5))
     print(text)
     log("wrote %s and %s" % (out / "RESULTS.md", out / "frozen-time.png"))
+
 
 if __name__ == "__main__":
     main()

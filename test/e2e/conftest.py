@@ -49,6 +49,18 @@ if not (TREE / "lib/c/criu.h").exists():
 CRIU_TIMEOUT = float(os.environ.get("CRIU_TIMEOUT", "120"))
 PR_SET_CHILD_SUBREAPER = 36
 
+# The two images --tmp-file writes, by their names in the images directory.
+ARCHIVE = "tmp-files.tar.img"
+MANIFEST = "tmp-files-manifest.img"
+
+# Paths --tmp-file refuses, with criu's message; for the command line and RPC.
+BAD_PATHS = [
+    ("relative/path", "--tmp-file relative/path: the path must be absolute"),
+    ("", "--tmp-file: the path is empty"),
+    ("/tmp/a/../b", '--tmp-file /tmp/a/../b: ".." is not allowed in the path'),
+    ("/", "--tmp-file /: refusing to save the whole root"),
+]
+
 # Tests mount empty tmpfs on /tmp, and the checkout may live under /tmp:
 # the helper programs and a copy of criu are kept under /var/tmp.
 BASE = Path("/var/tmp/criu-tmpfile-e2e")
@@ -232,6 +244,61 @@ def run_bounded(cmd, what, step, log=None, timeout=None, **kw):
     return subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
 
 
+def wait_report(read, ok, failure, timeout=10, popen=None):
+    """A test process's view: poll read() (a JSON report the process
+    rewrites atomically; FileNotFoundError or ValueError mean not yet)
+    until ok(view), and return that view. Fails with the message failure
+    after timeout seconds, or at once when popen (if given) has exited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            v = read()
+            if ok(v):
+                return v
+        except (FileNotFoundError, ValueError):
+            pass
+        if popen is not None and popen.poll() is not None:
+            raise AssertionError("%s: it exited with %d" % (failure, popen.returncode))
+        time.sleep(0.02)
+    raise AssertionError(failure)
+
+
+@contextmanager
+def mounted_tmpfs(mnt, size):
+    """A tmpfs of size (e.g. "64m") mounted on mnt, a new directory, for
+    the block; its content is lost when it is unmounted."""
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def make_files(d, n):
+    """n small files d/f00000, d/f00001, ... (d is created); their paths."""
+    d.mkdir()
+    paths = []
+    for i in range(n):
+        p = d / ("f%05d" % i)
+        p.write_text("%d\n" % i)
+        paths.append(p)
+    return paths
+
+
+def snapshot(*dirs):
+    """Each of dirs and everything below it, by path: type and mode, owner,
+    inode, and a regular file's content. Two equal snapshots: nothing was
+    created, removed, replaced, re-owned, re-moded or rewritten there."""
+    out = {}
+    for d in dirs:
+        for p in [d] + sorted(d.rglob("*")):
+            st = os.lstat(p)
+            out[str(p)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ino,
+                           p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+    return out
+
+
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -386,16 +453,8 @@ class App:
         return json.loads(self.report.read_text())
 
     def wait_ticks(self, n, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                v = self.view()
-                if v["ticks"] >= n:
-                    return v
-            except (FileNotFoundError, ValueError):
-                pass
-            time.sleep(0.02)
-        raise AssertionError("pid %s did not reach tick %d" % (self.pid, n))
+        return wait_report(self.view, lambda v: v["ticks"] >= n,
+                           "pid %s did not reach tick %d" % (self.pid, n), timeout)
 
     def tick(self):
         """One step; returns the process's own view after it."""
@@ -426,7 +485,7 @@ def app(procs, tmpdir_tmp, workdir):
 def rewrite_archive(images, change):
     """Rewrite the --tmp-file archive of images, as an attacker would:
     change(members) gets and returns a list of (TarInfo, data or None)."""
-    path = Path(images) / "tmp-files.tar.img"
+    path = Path(images) / ARCHIVE
     with tarfile.open(path) as t:
         members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
     buf = io.BytesIO()
@@ -444,11 +503,19 @@ def wipe_after_dump(app):
     return log
 
 
-def check_back(app, before, log):
-    """The restored app carries on: next tick, config found, log appended."""
+def check_back(app, before, log, state=None):
+    """The restored app carries on: next tick, config found by path, log
+    appended at the right offset. With state (the state file's content at
+    dump), also: the state file has that content plus the new record,
+    written at the right offset."""
     app.restored()
     after = app.tick()
     assert after["ticks"] == before["ticks"] + 1
     assert after["conf"] == "mode=fast\n"
     assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
     assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])
+    if state is not None:
+        rec = b"[%d]" % after["ticks"]
+        assert (app.dir / "state").read_bytes() == state[:before["state_offset"]] + rec + \
+            state[before["state_offset"] + len(rec):]
+        assert after["state_offset"] == before["state_offset"] + len(rec)

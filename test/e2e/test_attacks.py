@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, alive, kill_tree, wait_gone
+from conftest import APPS, alive, kill_tree, snapshot, wait_gone
 
 USER = "criu-e2e-attacker"
 
@@ -51,15 +51,6 @@ def victim():
     os.chmod(d / "secret", 0o600)
     yield d
     shutil.rmtree(d)
-
-
-def snapshot(d):
-    out = {}
-    for p in [d] + sorted(d.rglob("*")):
-        st = os.lstat(p)
-        out[str(p)] = (st.st_mode, st.st_uid, st.st_gid, st.st_ino,
-                       p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-    return out
 
 
 @pytest.fixture

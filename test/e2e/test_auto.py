@@ -1,7 +1,6 @@
 """--tmp-file-auto: the files in use on a tmpfs are saved without naming them."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tarfile
@@ -9,19 +8,15 @@ import time
 
 import pytest
 
-from conftest import APPS, alive, wait_gone
-
-ARCHIVE = "tmp-files.tar.img"
+from conftest import APPS, ARCHIVE, MANIFEST, alive, mounted_tmpfs, wait_gone, wait_report
 
 
 @pytest.fixture
 def tmpfs(workdir):
     """A tmpfs the test mounts: its content is lost when it is unmounted."""
     mnt = workdir / "tmpfs"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], check=True)
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)])
+    with mounted_tmpfs(mnt, "64m"):
+        yield mnt
 
 
 def remount_empty(mnt):
@@ -39,18 +34,14 @@ class Holder:
         self.procs = procs
         self.view = self.wait()
 
+    def read(self):
+        v = json.loads(self.report.read_text())
+        if v.get("child"):
+            v["child_fds"] = json.loads((self.report.parent / (self.report.name + ".child")).read_text())
+        return v
+
     def wait(self, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                v = json.loads(self.report.read_text())
-                child = v.get("child")
-                if child:
-                    v["child_fds"] = json.loads((self.report.parent / (self.report.name + ".child")).read_text())
-                return v
-            except (FileNotFoundError, ValueError):
-                time.sleep(0.02)
-        raise AssertionError("holder %d did not report" % self.pid)
+        return wait_report(self.read, lambda v: True, "holder %d did not report" % self.pid, timeout)
 
     def poke(self):
         self.report.unlink()
@@ -132,6 +123,6 @@ def test_nothing_in_use_on_tmpfs_writes_no_image(procs, criu, workdir):
     r = criu.dump(h.pid, "--tmp-file-auto", "-v2")
     assert r.returncode == 0, r
     assert not (criu.images / ARCHIVE).exists()
-    assert not (criu.images / "tmp-files-manifest.img").exists()
+    assert not (criu.images / MANIFEST).exists()
     assert ("--tmp-file-auto: no regular file of the tree is open or mapped on a tmpfs: nothing to add"
             in r.log), r.log[-2000:]

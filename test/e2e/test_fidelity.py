@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import App
+from conftest import App, ARCHIVE, mounted_tmpfs
 
 # struct vfs_cap_data, revision 2, effective, CAP_NET_BIND_SERVICE permitted
 FCAP = (0x02000001).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") + bytes(12)
@@ -122,10 +122,8 @@ def test_fidelity_rename_path(procs, criu, workdir, tmpdir_tmp):
 @pytest.fixture
 def other_tmpfs(tmpdir_tmp):
     mnt = tmpdir_tmp / "mnt"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200m", "tmpfs", str(mnt)], check=True)
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=True)
+    with mounted_tmpfs(mnt, "1200m"):
+        yield mnt
 
 
 def test_fidelity_copy_path(procs, criu, workdir, other_tmpfs):
@@ -148,7 +146,7 @@ def test_big_sparse_file_and_many_small_files(procs, criu, workdir, other_tmpfs)
     for i in range(10000):
         (many / ("f%05d" % i)).write_text("file %d\n" % i)
     expected = dump_restore(procs, criu, workdir, tree)
-    assert os.path.getsize(criu.images / "tmp-files.tar.img") < 4 << 20
+    assert os.path.getsize(criu.images / ARCHIVE) < 4 << 20
     st = os.stat(tree / "1GiB-sparse")
     assert st.st_size == 1 << 30 and st.st_blocks * 512 < 1 << 20
     assert len(os.listdir(many)) == 10000

@@ -7,26 +7,12 @@ nothing on the restore target, nor in a scratch directory the edits aim
 at, may change.
 """
 import os
-import shutil
 import tarfile
 
 import pytest
 
-from conftest import rewrite_archive, wait_gone
+from conftest import ARCHIVE, MANIFEST, rewrite_archive, snapshot, wait_gone
 from criutree import pycriu
-
-ARCHIVE = "tmp-files.tar.img"
-MANIFEST = "tmp-files-manifest.img"
-
-
-def snapshot(*dirs):
-    out = {}
-    for d in dirs:
-        for p in sorted(d.rglob("*")):
-            out[str(p)] = (p.is_symlink(), p.read_bytes() if p.is_file() and not p.is_symlink() else None,
-                           p.lstat().st_mode)
-    return out
-
 
 def member(name, data=b"", **kw):
     m = tarfile.TarInfo(name)
@@ -163,7 +149,7 @@ CASES = [
     (not_in_manifest, "which is not in its manifest"),
     (content_changed, "app.conf (content checksum)"),
     (truncated_archive, "is damaged"),
-    (truncated_manifest, "tmp-files-manifest.img"),
+    (truncated_manifest, MANIFEST),
     (unknown_compression, 'compressed with "lz77", which is not supported'),
     (huge_size, "app.conf (size)"),
     (duplicated_entry, "app.log twice: refusing to restore"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, APPS, alive, check_back, run_bounded
+from conftest import CRIU, APPS, alive, check_back, make_files, run_bounded
 from criutree import archive, build_libcriu_program, has_archive
 
 
@@ -87,12 +87,7 @@ def test_libcriu_relative_path_fails_the_dump(program, app, criu):
 def test_libcriu_10000_paths(program, app, criu, tmpdir_tmp):
     """A request bigger than the default socket buffer still goes through."""
     many = tmpdir_tmp / "many"
-    many.mkdir()
-    paths = []
-    for i in range(10000):
-        p = many / ("f%05d" % i)
-        p.write_text("%d\n" % i)
-        paths.append(p)
+    paths = make_files(many, 10000)
     criu.images.mkdir()
     app.start()
     r = run(program, "dump", app.pid, criu.images, app.dir, *paths)

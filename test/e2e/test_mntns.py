@@ -16,12 +16,11 @@ import shutil
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import APPS, alive, wait_gone
+from conftest import APPS, alive, wait_gone, wait_report
 from criutree import archive
 
 PRIVATE_NS = ["unshare", "--mount", "--propagation", "private"]
@@ -81,18 +80,8 @@ class Container:
         return json.loads(self.report.read_text())
 
     def wait_report(self, n, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                v = self.view()
-                if v["ticks"] >= n:
-                    return v
-            except (FileNotFoundError, ValueError):
-                pass
-            if self.popen and self.popen.poll() is not None:
-                raise AssertionError("container exited with %d" % self.popen.returncode)
-            time.sleep(0.02)
-        raise AssertionError("pid %s did not reach tick %d" % (self.pid, n))
+        return wait_report(self.view, lambda v: v["ticks"] >= n,
+                           "container %s did not reach tick %d" % (self.pid, n), timeout, self.popen)
 
     def tick(self):
         self.report.unlink(missing_ok=True)

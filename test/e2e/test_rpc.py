@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, alive, check_back, wipe_after_dump
+from conftest import BAD_PATHS, CRIU, alive, check_back, make_files, wipe_after_dump
 from criutree import archive, has_archive, pycriu, pycriu_call, request, rpc, swrk_call
 from test_auto import Holder
 
@@ -101,12 +101,7 @@ def test_rpc_config_file(app, criu, workdir):
     check_back(app, before, log)
 
 
-@pytest.mark.parametrize("path, message", [
-    ("relative/path", "--tmp-file relative/path: the path must be absolute"),
-    ("", "--tmp-file: the path is empty"),
-    ("/tmp/a/../b", '--tmp-file /tmp/a/../b: ".." is not allowed in the path'),
-    ("/", "--tmp-file /: refusing to save the whole root"),
-])
+@pytest.mark.parametrize("path, message", BAD_PATHS)
 def test_rpc_bad_path_is_a_failed_request(app, criu, path, message):
     criu.images.mkdir()
     app.start()
@@ -143,12 +138,7 @@ def test_rpc_missing_path_is_a_failed_request(app, criu):
 
 def test_rpc_10000_paths(app, criu, tmpdir_tmp):
     many = tmpdir_tmp / "many"
-    many.mkdir()
-    paths = []
-    for i in range(10000):
-        p = many / ("f%05d" % i)
-        p.write_text("%d\n" % i)
-        paths.append(str(p))
+    paths = [str(p) for p in make_files(many, 10000)]
     criu.images.mkdir()
     app.start()
     before = app.tick()

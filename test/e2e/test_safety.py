@@ -7,19 +7,12 @@ import tarfile
 
 import pytest
 
-from conftest import TREE, alive, rewrite_archive, wait_gone
-
-ARCHIVE = "tmp-files.tar.img"
+from conftest import ARCHIVE, MANIFEST, TREE, alive, mounted_tmpfs, rewrite_archive, snapshot, wait_gone
 
 
 def crit_env():
     """crit and pycriu of the tree under test, for /usr/bin/python3 -m crit."""
     return dict(os.environ, PYTHONPATH="%s:%s" % (TREE / "crit", TREE / "lib"))
-
-
-def snapshot(d):
-    return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-            for p in sorted(d.rglob("*"))}
 
 
 @pytest.mark.parametrize("compress, magic", [
@@ -153,7 +146,7 @@ def test_crit_shows_the_manifest(app, criu):
     r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file", str(app.dir / "state"))
     assert r.returncode == 0, r
     env = crit_env()
-    out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / "tmp-files-manifest.img")],
+    out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / MANIFEST)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     img = json.loads(out.stdout)
@@ -162,8 +155,7 @@ def test_crit_shows_the_manifest(app, criu):
     # The state file is saved with its directory: one path.
     assert m["paths"] == [str(app.dir)] and m["compression"] == "gzip"
     # rewritten after compression as a whole, through a directory of its own
-    assert sorted(p.name for p in criu.images.iterdir() if "tmp-files" in p.name) == [
-        "tmp-files-manifest.img", "tmp-files.tar.img"]
+    assert sorted(p.name for p in criu.images.iterdir() if "tmp-files" in p.name) == [MANIFEST, ARCHIVE]
     entries = {e["path"]: e for e in m["entries"]}
     assert sorted(entries) == [str(app.dir)] + [str(app.dir / n) for n in ("app.conf", "app.log", "state")]
     st = os.stat(app.dir / "app.conf")
@@ -263,9 +255,7 @@ def test_compression_failing_after_the_dump_keeps_the_archive(app, criu, workdir
 def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, tmpdir_tmp):
     from conftest import App
     mnt = tmpdir_tmp / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], check=True)
-    try:
+    with mounted_tmpfs(mnt, "2m"):
         app = App(procs, mnt / "app", workdir / "report.json")
         app.prepare()
         (app.dir / "big").write_bytes(os.urandom(900 << 10))
@@ -285,8 +275,6 @@ def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, t
         assert "Nothing of the --tmp-file archive was restored" in r.output
         assert snapshot(mnt) == before
         wait_gone(app.pid)
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
 
 
 def content_xxh64(path):
@@ -321,7 +309,7 @@ def test_manifest_checksums_are_xxh64(app, criu):
     r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--leave-running")
     assert r.returncode == 0, r
     env = crit_env()
-    out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / "tmp-files-manifest.img")],
+    out = subprocess.run(["/usr/bin/python3", "-m", "crit", "show", str(criu.images / MANIFEST)],
                          capture_output=True, text=True, env=env, check=True)
     entries = {e["path"]: e for e in json.loads(out.stdout)["entries"][0]["entries"]}
     for name in list(files) + ["holey", "app.conf", "state"]:

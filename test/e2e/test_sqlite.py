@@ -11,11 +11,10 @@ import os
 import shutil
 import signal
 import sqlite3
-import time
 
 import pytest
 
-from conftest import APPS, alive
+from conftest import APPS, alive, wait_report
 
 
 class SqliteApp:
@@ -33,16 +32,8 @@ class SqliteApp:
         return self.wait_view(lambda v: v["inserted"] >= 1)
 
     def wait_view(self, ok, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                v = json.loads(self.report.read_text())
-                if ok(v):
-                    return v
-            except (FileNotFoundError, ValueError):
-                pass
-            time.sleep(0.02)
-        raise AssertionError("sqlite app %s: no report after %ss" % (self.pid, timeout))
+        return wait_report(lambda: json.loads(self.report.read_text()), ok,
+                           "sqlite app %s: no report after %ss" % (self.pid, timeout), timeout)
 
     def step(self):
         self.report.unlink()

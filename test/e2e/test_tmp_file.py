@@ -8,10 +8,8 @@ import tarfile
 
 import pytest
 
-from conftest import CRIU, CRIU_OUTSIDE_TMP, TREE, alive, run_bounded, wait_gone
-
-ARCHIVE = "tmp-files.tar.img"
-MANIFEST = "tmp-files-manifest.img"
+from conftest import (ARCHIVE, BAD_PATHS, CRIU, CRIU_OUTSIDE_TMP, MANIFEST, TREE, alive, check_back,
+                      run_bounded, snapshot, wait_gone)
 
 
 def members(images):
@@ -31,29 +29,13 @@ def dump_and_wipe(app, criu, *args):
     return before, state, log
 
 
-def check_carries_on(app, before, state, log):
-    app.restored()
-    after = app.tick()
-    assert after["ticks"] == before["ticks"] + 1
-    # It appends to its log at the right offset...
-    assert (app.dir / "app.log").read_text() == log + "tick %d\n" % after["ticks"]
-    assert after["log_offset"] == before["log_offset"] + len("tick %d\n" % after["ticks"])
-    # ...its state file has the dumped content plus the new record...
-    rec = b"[%d]" % after["ticks"]
-    assert (app.dir / "state").read_bytes() == state[:before["state_offset"]] + rec + \
-        state[before["state_offset"] + len(rec):]
-    assert after["state_offset"] == before["state_offset"] + len(rec)
-    # ...and it finds its config file by path.
-    assert after["conf"] == "mode=fast\n"
-
-
 def test_issue65_scenario(app, criu):
     before, state, log = dump_and_wipe(app, criu, "--tmp-file", str(app.dir))
     assert not app.dir.exists()
 
     r = criu.restore()
     assert r.returncode == 0, r
-    check_carries_on(app, before, state, log)
+    check_back(app, before, log, state)
 
 
 def test_restore_in_new_mount_ns_with_empty_tmp(app, criu):
@@ -91,7 +73,7 @@ def test_several_paths_dir_and_file_inside(app, criu, tmpdir_tmp):
     r = criu.restore()
     assert r.returncode == 0, r
     assert other.read_text() == "other\n"
-    check_carries_on(app, before, state, log)
+    check_back(app, before, log, state)
 
 
 def test_config_file_form(app, criu, workdir):
@@ -101,7 +83,7 @@ def test_config_file_form(app, criu, workdir):
     assert str(app.dir).lstrip("/") + "/state" in members(criu.images)
     r = criu.restore()
     assert r.returncode == 0, r
-    check_carries_on(app, before, state, log)
+    check_back(app, before, log, state)
 
 
 def test_leave_running_then_restore_twice(app, criu):
@@ -155,12 +137,7 @@ def test_no_new_image_without_option(app, criu):
     assert "tmp-files" not in r.log
 
 
-@pytest.mark.parametrize("path, message", [
-    ("relative/path", "--tmp-file relative/path: the path must be absolute"),
-    ("", "--tmp-file: the path is empty"),
-    ("/tmp/a/../b", '--tmp-file /tmp/a/../b: ".." is not allowed in the path'),
-    ("/", "--tmp-file /: refusing to save the whole root"),
-])
+@pytest.mark.parametrize("path, message", BAD_PATHS)
 def test_bad_paths_refused_at_parsing(app, criu, path, message):
     app.start()
     r = criu.dump(app.pid, "--tmp-file", path)
@@ -267,7 +244,7 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
     # What is on disk now must survive the failed restore untouched.
     (app.dir / "app.conf").write_text("mode=current\n")
     (app.dir / "bulk").unlink()
-    snapshot = {p.name: p.read_bytes() for p in app.dir.iterdir()}
+    before = snapshot(app.dir)
 
     r = criu.restore()
     assert r.returncode != 0
@@ -277,7 +254,7 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
     assert ("The --tmp-file archive tmp-files.tar.img is damaged" in r.output or
             "does not match its manifest at %s (content checksum)" % (app.dir / "bulk") in r.output), r
     wait_gone(app.pid)  # the task criu forked is gone
-    assert {p.name: p.read_bytes() for p in app.dir.iterdir()} == snapshot
+    assert snapshot(app.dir) == before
     assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
 
 
@@ -309,4 +286,4 @@ def test_images_dir_inside_a_saved_dir_is_not_archived(app, criu, workdir):
     shutil.rmtree(app.dir)
     r = criu.restore(images=workdir / "moved")
     assert r.returncode == 0, r
-    check_carries_on(app, before, state, log)
+    check_back(app, before, log, state)
