@@ -49,7 +49,7 @@ test: build
 demo: build
 	@$(BOUND) 15m "make demo" ./scripts/demo.sh $(CRIU)
 
-# The frozen-time benchmark of issue 7 (bench/run.py, under 10 minutes):
+# The frozen-time benchmark (bench/run.py, about 7 minutes):
 # writes bench/results/RESULTS.md and frozen-time.png. BENCH_ARGS=--help.
 .PHONY: bench
 bench: build

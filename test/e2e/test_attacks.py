@@ -14,11 +14,12 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import APPS, alive, kill_tree, snapshot, wait_gone
+from conftest import APPS, alive, kill_tree, reap, snapshot, wait_gone
 
 USER = "criu-e2e-attacker"
 
@@ -34,8 +35,27 @@ def attacker():
         made = True
     pw = pwd.getpwnam(USER)
     yield pw
+    # The tests kill what they started; anything of the user's left (a
+    # process not reaped yet) must be gone before the user is.
+    deadline = time.time() + 10
+    while True:
+        left = [int(d) for d in os.listdir("/proc") if d.isdigit() and owned_by(int(d), pw.pw_uid)]
+        if not left:
+            break
+        assert time.time() < deadline, "processes of %s still there: %s" % (USER, left)
+        for pid in left:
+            kill_tree(pid)
+        reap()
+        time.sleep(0.05)
     if made:
         subprocess.run(["userdel", USER], check=True)
+
+
+def owned_by(pid, uid):
+    try:
+        return os.stat("/proc/%d" % pid).st_uid == uid
+    except FileNotFoundError:
+        return False
 
 
 def as_user(pw, argv, **kw):
