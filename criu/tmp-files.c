@@ -2,18 +2,17 @@
  * --tmp-file: save files that the dumped tree uses and that may be gone
  * at restore time (a /tmp wiped at boot, a host that never had them).
  *
+ * This file has the options, and the dump and restore entry points.
  * Dump: the paths are checked before the tree is frozen; while it is
  * frozen, GNU tar archives them, as the root task sees them, into the raw
- * image tmp-files.tar.img, and the paths and every archived entry go into
- * the tmp-files-manifest.img image. The archive is compressed only after
- * the tree is resumed: compressing is what takes time, and the tree must
- * not wait for it.
+ * image tmp-files.tar.img, while a child writes tmp-files-manifest.img
+ * (tmp-files-manifest.c). The archive is compressed only after the tree
+ * is resumed: compressing is what takes time, and the tree must not wait
+ * for it.
  *
  * Restore: before any task is created, the archive is extracted into a
- * staging directory. Every saved entry is then prepared under a temporary
- * name next to its target and, once all of them are ready, renamed into
- * place. A damaged archive or a failure while preparing leaves every
- * target as it was.
+ * staging directory and checked against the manifest; the entries are
+ * then put in place by directory fds (tmp-files-place.c).
  */
 
 #include <dirent.h>
@@ -23,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -41,8 +39,8 @@
 #include "pstree.h"
 #include "servicefd.h"
 #include "string.h"
-#include "tmp-files.h"
 #include "mount-v2.h"
+#include "tmp-files.h"
 #include "util.h"
 #include "xmalloc.h"
 
