@@ -110,20 +110,26 @@ int tmp_files_normalise_path(const char *path, char *out)
  * the log file nor cr_errmsg. tmp_files_check_options() checks them, from
  * check_options(), once it is.
  */
-int tmp_file_add(const char *path)
+/* A struct of size bytes that starts with a struct tmp_file for path, at the end of list */
+static struct tmp_file *new_tmp_file(const char *path, size_t size, struct list_head *list)
 {
 	struct tmp_file *tf;
 
-	tf = xmalloc(sizeof(*tf));
+	tf = xzalloc(size);
 	if (!tf)
-		return -1;
+		return NULL;
 	tf->path = xstrdup(path);
 	if (!tf->path) {
 		xfree(tf);
-		return -1;
+		return NULL;
 	}
-	list_add_tail(&tf->list, &opts.tmp_files);
-	return 0;
+	list_add_tail(&tf->list, list);
+	return tf;
+}
+
+int tmp_file_add(const char *path)
+{
+	return new_tmp_file(path, sizeof(struct tmp_file), &opts.tmp_files) ? 0 : -1;
 }
 
 /* Make tf->path absolute and normalised, in place (it can only shrink) */
@@ -214,8 +220,7 @@ static const struct compressor *compressor(void)
 
 /* --tmp-file-auto: files found while the tree's files are dumped */
 struct auto_file {
-	struct list_head list;
-	char *path;
+	struct tmp_file tf; /* first: made by new_tmp_file() */
 	off_t size;
 };
 
@@ -537,8 +542,8 @@ int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct sta
 		return 0;
 	if (tmp_files_in_paths(dump.set.paths, dump.set.nr, path))
 		return 0;
-	list_for_each_entry(af, &dump.auto_files, list)
-		if (!strcmp(af->path, path))
+	list_for_each_entry(af, &dump.auto_files, tf.list)
+		if (!strcmp(af->tf.path, path))
 			return 0;
 
 	/* The path must still lead to this very file */
@@ -548,16 +553,10 @@ int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct sta
 		return 0;
 	}
 
-	af = xmalloc(sizeof(*af));
+	af = (struct auto_file *)new_tmp_file(path, sizeof(*af), &dump.auto_files);
 	if (!af)
 		return -1;
-	af->path = xstrdup(path);
-	if (!af->path) {
-		xfree(af);
-		return -1;
-	}
 	af->size = st->st_size;
-	list_add_tail(&af->list, &dump.auto_files);
 	dump.nr_auto_files++;
 	dump.auto_files_size += st->st_size;
 	pr_info("--tmp-file-auto: saving %s (%lld bytes): in use by the tree, on the tmpfs at %s\n", path,
@@ -584,11 +583,11 @@ static void report_largest_auto_files(void)
 	       opts.tmp_files_limit);
 	all = xmalloc(dump.nr_auto_files * sizeof(*all));
 	if (all) {
-		list_for_each_entry(af, &dump.auto_files, list)
+		list_for_each_entry(af, &dump.auto_files, tf.list)
 			all[i++] = af;
 		qsort(all, dump.nr_auto_files, sizeof(*all), auto_file_size_cmp);
 		for (i = 0; i < dump.nr_auto_files && i < 5; i++)
-			pr_err("    %s: %lld bytes\n", all[i]->path, (long long)all[i]->size);
+			pr_err("    %s: %lld bytes\n", all[i]->tf.path, (long long)all[i]->size);
 		xfree(all);
 	}
 	pr_err("Raise --tmp-file-limit, or name the files to save with --tmp-file\n");
@@ -616,47 +615,40 @@ static int add_auto_files(void)
 	}
 	if (xrealloc_safe(&dump.set.paths, (dump.set.nr + dump.nr_auto_files) * sizeof(*dump.set.paths)))
 		return -1;
-	list_for_each_entry(af, &dump.auto_files, list) {
-		if (write_all(dump.names_fd, af->path + 1, strlen(af->path)) != strlen(af->path)) {
+	list_for_each_entry(af, &dump.auto_files, tf.list) {
+		if (write_all(dump.names_fd, af->tf.path + 1, strlen(af->tf.path)) != strlen(af->tf.path)) {
 			pr_perror("Can't write the --tmp-file list");
 			return -1;
 		}
-		dump.set.paths[dump.set.nr++] = af->path;
+		dump.set.paths[dump.set.nr++] = af->tf.path;
 	}
 	return 0;
 }
 
 static char **tar_create_argv(void)
 {
+	static char *const head[] = {
+		"tar", "--create", "--file=-", "--format=posix",
+		/* 64 KiB writes: as fast as a plain copy, where tar's 10 KiB are not */
+		"--record-size=64K", "--numeric-owner", "--preserve-permissions", "--sparse", "--xattrs",
+		"--xattrs-include=*", "--acls",
+		/* Names are literal, excludes are whole member names */
+		"--no-wildcards", "--anchored"
+	};
+	/* After --directory and the excludes: tar applies them to the names that follow */
+	static char *const tail[] = { "--null", "--no-unquote", "--files-from=-", NULL };
 	char **argv;
-	int n = 0, i;
+	int n = ARRAY_SIZE(head), i;
 
-	argv = xmalloc((24 + dump.set.nr_excludes) * sizeof(*argv));
+	argv = xmalloc((n + 2 + dump.set.nr_excludes + ARRAY_SIZE(tail)) * sizeof(*argv));
 	if (!argv)
 		return NULL;
-	argv[n++] = "tar";
-	argv[n++] = "--create";
-	argv[n++] = "--file=-";
-	argv[n++] = "--format=posix";
-	/* 64 KiB writes: as fast as a plain copy, where tar's 10 KiB are not */
-	argv[n++] = "--record-size=64K";
+	memcpy(argv, head, sizeof(head));
 	argv[n++] = "--directory";
 	argv[n++] = dump.set.proc_root;
-	argv[n++] = "--numeric-owner";
-	argv[n++] = "--preserve-permissions";
-	argv[n++] = "--sparse";
-	argv[n++] = "--xattrs";
-	argv[n++] = "--xattrs-include=*";
-	argv[n++] = "--acls";
-	/* Names are literal, excludes are whole member names */
-	argv[n++] = "--no-wildcards";
-	argv[n++] = "--anchored";
 	for (i = 0; i < dump.set.nr_excludes; i++)
 		argv[n++] = dump.set.excludes[i];
-	argv[n++] = "--null";
-	argv[n++] = "--no-unquote";
-	argv[n++] = "--files-from=-";
-	argv[n] = NULL;
+	memcpy(argv + n, tail, sizeof(tail));
 	return argv;
 }
 
