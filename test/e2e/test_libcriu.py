@@ -102,3 +102,18 @@ def test_libcriu_10000_paths(program, app, criu, tmpdir_tmp):
     assert app.tick()["conf"] == "mode=fast\n"
     assert len(os.listdir(many)) == 10000
     assert (many / "f09999").read_text() == "9999\n"
+
+
+def test_libcriu_request_bigger_than_the_socket_buffer(tmpdir_tmp):
+    """The first patch of the series on its own (lib/c: make room for a big
+    request): a request of upstream fields only, 10,000 irmap scan paths
+    (about 600 KB), is more than net.core.wmem_default (212992 bytes):
+    libcriu raises SO_SNDBUF, and criu_check() gets its answer instead of
+    -ECOMM (EMSGSIZE on write)."""
+    with open("/proc/sys/net/core/wmem_default") as f:
+        assert int(f.read()) < 600 << 10
+    exe = build_libcriu_program(APPS / "libcriu_bigreq.c", tmpdir_tmp / "bigreq")
+    r = run_bounded([str(exe), CRIU, "10000"], "libcriu_bigreq", "criu_check() with 10,000 irmap paths")
+    assert "Can't send request" not in r.stderr, r.stderr
+    assert "criu_check: 0\n" in r.stdout, (r.stdout, r.stderr)
+    assert r.returncode == 0
