@@ -584,23 +584,34 @@ static int check_manifest(struct staged *sg)
 	return 0;
 }
 
+static void staged_init(struct staged *sg, TmpFilesManifestEntry *me)
+{
+	sg->paths = me->paths;
+	sg->nr = me->n_paths;
+	sg->entries = me->entries;
+	sg->nr_entries = me->n_entries;
+}
+
+/* The manifest on its own, before anything is extracted; sorts it */
+int tmp_files_check_manifest(TmpFilesManifestEntry *me)
+{
+	struct staged sg = {};
+
+	staged_init(&sg, me);
+	qsort(sg.paths, sg.nr, sizeof(*sg.paths), tmp_files_path_cmp);
+	qsort(sg.entries, sg.nr_entries, sizeof(*sg.entries), entry_cmp);
+	return check_manifest(&sg);
+}
+
+/* The extracted archive against the manifest, checked and sorted already */
 int tmp_files_check_staged(const char *stage, TmpFilesManifestEntry *me)
 {
-	struct staged sg = {
-		.paths = me->paths,
-		.nr = me->n_paths,
-		.entries = me->entries,
-		.nr_entries = me->n_entries,
-		.stage_len = strlen(stage),
-	};
+	struct staged sg = { .stage_len = strlen(stage) };
 	char path[PATH_MAX];
 	size_t i;
 	int ret = -1;
 
-	qsort(sg.paths, sg.nr, sizeof(*sg.paths), tmp_files_path_cmp);
-	qsort(sg.entries, sg.nr_entries, sizeof(*sg.entries), entry_cmp);
-	if (check_manifest(&sg))
-		return -1;
+	staged_init(&sg, me);
 	sg.seen = xzalloc(sg.nr_entries + 1);
 	if (!sg.seen)
 		return -1;

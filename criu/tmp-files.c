@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -780,7 +781,91 @@ out:
 	}
 }
 
-static int extract_archive(const char *stage)
+/*
+ * What tar would extract, read from its listing while tar writes it: as
+ * many members as the manifest has entries, and no more bytes of regular
+ * files than the manifest's. So a small archive cannot fill the disk
+ * before it is checked. tar is stopped as soon as the listing says too
+ * much.
+ */
+static int check_listing(int archive_fd, TmpFilesManifestEntry *me)
+{
+	unsigned long long bytes = 0, want_bytes = 0, members = 0;
+	char line[64];
+	sigset_t mask, oldmask;
+	size_t i;
+	int pfd[2], status, ret = 0;
+	bool eol = true;
+	FILE *f;
+	pid_t pid;
+
+	for (i = 0; i < me->n_entries; i++)
+		if (me->entries[i]->type == TMP_FILE_ENTRY__KIND__REG)
+			want_bytes += me->entries[i]->size;
+
+	/* As cr_system() does: restore's SIGCHLD handler must not reap tar */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	if (pipe2(pfd, O_CLOEXEC) || sigprocmask(SIG_BLOCK, &mask, &oldmask)) {
+		pr_perror("Can't list the --tmp-file archive");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		pr_perror("Can't list the --tmp-file archive");
+		close(pfd[0]);
+		close(pfd[1]);
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		return -1;
+	}
+	if (!pid) {
+		sigemptyset(&mask);
+		/* One line a member: names are escaped (a newline is "\\n"); errors to the log */
+		if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(archive_fd, 0) < 0 || dup2(pfd[1], 1) < 0 ||
+		    dup2(log_get_fd(), 2) < 0 || close_fds(3))
+			_exit(1);
+		execlp("tar", "tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=escape",
+		       "--file=/proc/self/fd/0", NULL);
+		_exit(1);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	while (f && !ret && fgets(line, sizeof(line), f)) {
+		/* The mode and the size start the line: its first bytes are enough */
+		if (eol) {
+			unsigned long long size;
+
+			members++;
+			if (line[0] == '-' && sscanf(line, "%*s %*s %llu", &size) == 1)
+				bytes += size;
+			if (members > me->n_entries || bytes > want_bytes)
+				ret = -1;
+		}
+		eol = strchr(line, '\n') != NULL;
+	}
+	if (ret)
+		kill(pid, SIGKILL);
+	if (f)
+		fclose(f);
+	else
+		close(pfd[0]);
+	i = waitpid(pid, &status, 0) != pid;
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	if (i || (!ret && (!WIFEXITED(status) || WEXITSTATUS(status)))) {
+		pr_err("The --tmp-file archive %s is damaged: tar cannot list it, no file was restored\n",
+		       imgset_template[CR_FD_TMP_FILES].fmt);
+		return -1;
+	}
+	if (ret || members != me->n_entries) {
+		pr_err("The --tmp-file archive lists %s%llu members and %s%llu bytes, its manifest %zu and %llu: "
+		       "refusing to extract it\n",
+		       ret ? "over " : "", members, ret ? "over " : "", bytes, me->n_entries, want_bytes);
+		return -1;
+	}
+	return 0;
+}
+
+static int extract_archive(const char *stage, TmpFilesManifestEntry *me)
 {
 	struct cr_img *img;
 	int ret;
@@ -790,6 +875,10 @@ static int extract_archive(const char *stage)
 		return -1;
 	if (empty_image(img)) {
 		pr_err("The --tmp-file archive %s is missing\n", imgset_template[CR_FD_TMP_FILES].fmt);
+		close_image(img);
+		return -1;
+	}
+	if (check_listing(img_raw_fd(img), me)) {
 		close_image(img);
 		return -1;
 	}
@@ -832,6 +921,8 @@ static int restore_into(const char *root)
 		pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", me->compression);
 		goto out;
 	}
+	if (tmp_files_check_manifest(me))
+		goto out;
 	/* Before extracting: a missing program is not a damaged archive */
 	if (check_programs(&compressors[me->compression ? compressor_index(me->compression) : TMP_FILES_NONE],
 			   true))
@@ -845,8 +936,8 @@ static int restore_into(const char *root)
 		goto close_root;
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(stage.path) ?: tmp_files_check_staged(stage.path, me) ?:
-										      tmp_files_place(root_fd, stage.fd, me);
+	ret = extract_archive(stage.path, me) ?: tmp_files_check_staged(stage.path, me) ?:
+											  tmp_files_place(root_fd, stage.fd, me);
 
 	tmp_files_stage_remove(&stage);
 close_root:

@@ -64,6 +64,7 @@ extern bool tmp_files_in_paths(char **paths, size_t nr, const char *path);
 extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done);
 extern int tmp_files_wait_manifest(pid_t pid);
 extern int tmp_files_write_manifest(struct TmpFilesManifestEntry *me, bool replace);
+extern int tmp_files_check_manifest(struct TmpFilesManifestEntry *me);
 extern int tmp_files_check_staged(const char *stage, struct TmpFilesManifestEntry *me);
 
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */

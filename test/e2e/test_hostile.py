@@ -141,12 +141,26 @@ def xattr_added(c):
     rewrite_archive(c.images, lambda ms: list(change(ms)))
 
 
+def gzip_bomb(c):
+    """Finding 5 of issue 12: a small image that extracts to much more (here
+    64 MiB of zeros in place of app.conf, a few hundred KB compressed)."""
+    def change(ms):
+        for m, data in ms:
+            if m.name.endswith("app.conf"):
+                data = bytes(64 << 20)
+                m.size = len(data)
+            yield m, data
+    rewrite_archive(c.images, lambda ms: list(change(ms)))
+    assert (c.images / ARCHIVE).stat().st_size < 1 << 20
+
+
 CASES = [
-    (absolute_member, "which dump did not save"),
-    (dotdot_member, "is damaged"),
-    (symlink_then_file, "is damaged"),
-    (hardlink_outside, "is damaged"),
-    (not_in_manifest, "which is not in its manifest"),
+    # a member more than the manifest has: refused from tar's listing
+    (absolute_member, "refusing to extract it"),
+    (dotdot_member, "refusing to extract it"),
+    (symlink_then_file, "refusing to extract it"),
+    (hardlink_outside, "refusing to extract it"),
+    (not_in_manifest, "refusing to extract it"),
     (content_changed, "app.conf (content checksum)"),
     (truncated_archive, "is damaged"),
     (truncated_manifest, MANIFEST),
@@ -158,6 +172,7 @@ CASES = [
     (nested_saved_paths, "Bad path"),
     (hardlink_to_a_symlink, "refusing to restore"),
     (xattr_added, "app.conf (xattrs)"),
+    (gzip_bomb, "refusing to extract it"),
 ]
 
 
