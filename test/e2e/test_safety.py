@@ -4,10 +4,12 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
+from pathlib import Path
 
 import pytest
 
-from conftest import ARCHIVE, MANIFEST, TREE, alive, mounted_tmpfs, rewrite_archive, snapshot, wait_gone
+from conftest import ARCHIVE, MANIFEST, TREE, alive, kill_tree, mounted_tmpfs, rewrite_archive, snapshot, wait_gone
 
 
 def crit_env():
@@ -357,3 +359,53 @@ def test_missing_decompressor_at_restore_is_named(app, criu, workdir):
             "(is it in PATH?)") in r.log, r.log[-3000:]
     assert "damaged" not in r.log
     assert not app.dir.exists()
+
+
+def deep_tree(top, depth=50):
+    """A tree whose deepest path is longer than PATH_MAX (4096)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(depth):
+            name = "d%02d" % i + "x" * 97
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as f:
+            f.write("deep\n")
+    finally:
+        os.close(fd)
+
+
+def test_stale_staging_directory_is_removed_and_one_in_use_is_not(app, criu, procs):
+    """A restore killed midway leaves its staging directory (mode 0700, in
+    /tmp): the next restore there removes it, even with paths longer than
+    PATH_MAX, but not one that a running restore holds locked."""
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+
+    stale = Path("/tmp/.criu-tmp-files.1.dead")
+    busy = Path("/tmp/.criu-tmp-files.2.busy")
+    for d in (stale, busy):
+        d.mkdir(mode=0o700)
+        deep_tree(d)
+    # A restore in progress holds its staging directory with flock()
+    holder = procs.start(["flock", "--exclusive", str(busy), "sleep", "1000"])
+    try:
+        deadline = time.time() + 10
+        while subprocess.run(["flock", "--nonblock", "--exclusive", str(busy), "true"]).returncode == 0:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        r = criu.restore()
+        assert r.returncode == 0, r
+        app.restored()
+        assert "Removing .criu-tmp-files.1.dead, left by a restore that did not finish" in r.log
+        assert not stale.exists()
+        assert busy.exists()
+        assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files.") and n != busy.name]
+    finally:
+        kill_tree(holder.pid)
+        subprocess.run(["rm", "-rf", str(stale), str(busy)])
