@@ -20,6 +20,7 @@
 # a criu that fails or hangs stops the demo with the name of the step and
 # the tail of its log.
 set -eu
+TICKER=$(realpath "$(dirname "$0")/ticker.py") # the service the demo dumps
 
 . "$(dirname "$0")/upstream.conf"
 CRIU=$(realpath "${1:-build/criu-$VERSION/criu/criu}")
@@ -99,20 +100,7 @@ trap cleanup EXIT
 say "Host A: a service with its state in $DIR (A's /tmp)"
 echo "greeting=hello from host A's config file" >"$DIR/app.conf"
 echo 0 >"$DIR/counter"
-/usr/bin/python3 - "$DIR" >>"$DIR/app.log" 2>&1 </dev/null <<'PY' &
-import os, sys, time
-d = sys.argv[1]
-os.setsid()
-ballast = bytearray(os.urandom(1 << 20)) * 16  # 16 MiB of memory to move
-fd = os.open(os.path.join(d, "counter"), os.O_RDWR)
-n = int(os.pread(fd, 32, 0))
-while True:
-    n += 1
-    os.pwrite(fd, b"%d\n" % n, 0)
-    conf = open(os.path.join(d, "app.conf")).read().strip()
-    print("pid %d tick %d (%s) %d MiB" % (os.getpid(), n, conf, len(ballast) >> 20), flush=True)
-    time.sleep(0.25)
-PY
+/usr/bin/python3 "$TICKER" "$DIR" 16 >>"$DIR/app.log" 2>&1 </dev/null &
 PID=$!
 disown "$PID"
 sleep 1.2

@@ -11,6 +11,7 @@
 # Every criu run has a time limit, CRIU_TIMEOUT seconds (default 120): a
 # criu that hangs fails the demo, naming the step and showing its log.
 set -eu
+TICKER=$(realpath "$(dirname "$0")/ticker.py") # the service the demo dumps
 
 . "$(dirname "$0")/upstream.conf"
 CRIU=$(realpath "${1:-build/criu-$VERSION/criu/criu}")
@@ -66,19 +67,7 @@ rm -f "$IMG/check.log"
 say "A service with its state in $DIR"
 echo "greeting=hello from the config file" > "$DIR/app.conf"
 echo 0 > "$DIR/counter"
-/usr/bin/python3 - "$DIR" >>"$DIR/app.log" 2>&1 </dev/null <<'PY' &
-import os, sys, time
-d = sys.argv[1]
-os.setsid()
-fd = os.open(os.path.join(d, "counter"), os.O_RDWR)
-n = int(os.pread(fd, 32, 0))
-while True:
-    n += 1
-    os.pwrite(fd, b"%d\n" % n, 0)
-    conf = open(os.path.join(d, "app.conf")).read().strip()
-    print("pid %d tick %d (%s)" % (os.getpid(), n, conf), flush=True)
-    time.sleep(0.25)
-PY
+/usr/bin/python3 "$TICKER" "$DIR" >>"$DIR/app.log" 2>&1 </dev/null &
 PID=$!
 # Not a job of ours: the shell still reaps it, but says nothing when criu
 # dump kills it.

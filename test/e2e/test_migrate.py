@@ -31,24 +31,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU_OUTSIDE_TMP, descendants, log_tail, run_bounded, wait_gone
+from conftest import CRIU_OUTSIDE_TMP, ROOT, descendants, log_tail, run_bounded, wait_gone
 
 CRIU = CRIU_OUTSIDE_TMP
 LAZY_PIPE_SIZE = 4 << 20
 
-TICKER = r"""
-import os, sys, time
-d = sys.argv[1]
-ballast = bytearray(os.urandom(1 << 20)) * 8  # memory for the pages to carry
-fd = os.open(os.path.join(d, "counter"), os.O_RDWR)
-n = int(os.pread(fd, 32, 0))
-while True:
-    n += 1
-    os.pwrite(fd, b"%d\n" % n, 0)
-    conf = open(os.path.join(d, "app.conf")).read().strip()
-    print("tick %d %s %d" % (n, conf, sum(ballast[::1 << 16])), flush=True)
-    time.sleep(0.1)
-"""
+TICKER = ROOT / "scripts/ticker.py"  # "tick N CONF ...", 8 MiB of memory, every 0.1 s
 
 
 def free_port():
@@ -153,7 +141,8 @@ def ticker(procs, tmpdir_tmp):
     (d / "app.conf").write_text("from-A\n")
     (d / "counter").write_text("0\n")
     with open(d / "app.log", "ab") as log:
-        p = procs.start(["/usr/bin/python3", "-c", TICKER, str(d)], stdout=log, stderr=subprocess.STDOUT)
+        p = procs.start(["/usr/bin/python3", str(TICKER), str(d), "8", "0.1"], stdout=log,
+                        stderr=subprocess.STDOUT)
     deadline = time.time() + 10
     while int((d / "counter").read_text() or 0) < 3:
         assert time.time() < deadline, "the ticker did not tick"
