@@ -11,10 +11,11 @@ must keep running.
 import gzip
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from conftest import alive, check_back, wipe_after_dump
+from conftest import alive, check_back, mounted_tmpfs, wipe_after_dump
 from criutree import archive, has_archive, request, swrk_call
 
 
@@ -117,3 +118,35 @@ def test_config_file_wins_over_fields_and_paths_add_up(app, criu, workdir, tmpdi
     assert resp.success, log_of(criu.images, "restore.log")[-3000:]
     check_back(app, before, log)
     assert (extra / "only-in-config").read_text() == "from the config file\n"
+
+
+@pytest.fixture
+def default_conf():
+    """/etc/criu/default.conf for one test; what was there is put back."""
+    conf = Path("/etc/criu/default.conf")
+    made_dir = not conf.parent.exists()
+    old = conf.read_bytes() if conf.exists() else None
+    conf.parent.mkdir(exist_ok=True)
+    yield conf
+    if old is None:
+        conf.unlink(missing_ok=True)
+    else:
+        conf.write_bytes(old)
+    if made_dir:
+        conf.parent.rmdir()
+
+
+def test_rpc_field_wins_over_the_default_config_file(procs, criu, workdir, tmpdir_tmp, default_conf):
+    """criu swrk reads /etc/criu/default.conf when it starts; a request's
+    tmp_file_limit field comes later and wins over its tmp-file-limit."""
+    from test_auto import Holder
+    default_conf.write_text("tmp-file-limit 1K\n")
+    with mounted_tmpfs(tmpdir_tmp / "mnt", "16m") as mnt:
+        (mnt / "f").write_bytes(b"z" * 4096)
+        h = Holder(procs, workdir / "holder.json", ["open:%s" % (mnt / "f")])
+        criu.images.mkdir()
+        resp, status = swrk_call(request("DUMP", "dump.log", pid=h.pid, tmp_file_auto=True,
+                                         tmp_file_limit=1 << 20, leave_running=True), criu.images)
+        assert resp.success, log_of(criu.images, "dump.log")[-3000:]
+        assert "--tmp-file-auto: saving %s (4096 bytes)" % (mnt / "f") in log_of(criu.images, "dump.log")
+        assert alive(h.pid)
