@@ -62,6 +62,9 @@ struct seen_file {
 /* The manifest's entries: what tar archived, walked while still frozen */
 struct manifest_walk {
 	const struct tmp_files_set *set;
+	struct tmp_files_precopy *pc; /* --tmp-file-precopy */
+	int names_fd;		      /* with pc: what tar archives now */
+	size_t nr_delta;
 	TmpFileEntry **entries;
 	size_t nr, size;
 	struct rb_root files;
@@ -70,7 +73,7 @@ struct manifest_walk {
 	size_t prefix_len;
 };
 
-static bool excluded(const struct tmp_files_set *set, const char *path)
+bool tmp_files_excluded(const struct tmp_files_set *set, const char *path)
 {
 	int i;
 
@@ -169,7 +172,8 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 		e->type = TMP_FILE_ENTRY__KIND__REG;
 		e->has_size = true;
 		e->size = st->st_size;
-		return add_checksum(e, w->path, st);
+		/* With a pre-copy: by the child, if tar archives the file again */
+		return w->pc ? 0 : add_checksum(e, w->path, st);
 	case S_IFDIR:
 		e->type = TMP_FILE_ENTRY__KIND__DIR;
 		return 0;
@@ -195,18 +199,8 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	}
 }
 
-/*
- * A walk of the tree at path (a buffer of PATH_MAX, the first len bytes
- * used), without following symlinks: fn(ctx, path, len, st) for every
- * entry, parents first; it returns 0 to go on, WALK_SKIP not to go into
- * a directory, or -1 to stop. The names of a directory are read before
- * going down, so that only one fd is open at any depth.
- */
-#define WALK_SKIP 1
-
-typedef int (*walk_fn)(void *ctx, char *path, size_t len, const struct stat *st);
-
-static int walk(char *path, size_t len, walk_fn fn, void *ctx)
+/* The names of a directory are read before going down: one fd is open at any depth */
+int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool racy)
 {
 	char **names = NULL;
 	size_t nr = 0, i;
@@ -216,6 +210,8 @@ static int walk(char *path, size_t len, walk_fn fn, void *ctx)
 	DIR *d;
 
 	if (lstat(path, &st)) {
+		if (racy && (errno == ENOENT || errno == ENOTDIR))
+			return 0;
 		pr_perror("Can't stat %s", path);
 		return -1;
 	}
@@ -225,6 +221,8 @@ static int walk(char *path, size_t len, walk_fn fn, void *ctx)
 
 	d = opendir(path);
 	if (!d) {
+		if (racy && (errno == ENOENT || errno == ENOTDIR))
+			return 0;
 		pr_perror("Can't open %s", path);
 		return -1;
 	}
@@ -245,7 +243,7 @@ static int walk(char *path, size_t len, walk_fn fn, void *ctx)
 				pr_err("A path in %s is too long\n", path);
 				ret = -1;
 			} else {
-				ret = walk(path, len + n, fn, ctx);
+				ret = tmp_files_walk(path, len + n, fn, ctx, racy);
 			}
 			path[len] = '\0';
 		}
@@ -255,14 +253,37 @@ static int walk(char *path, size_t len, walk_fn fn, void *ctx)
 	return ret;
 }
 
+/* With a pre-copy: keep its member of the entry, or list the entry for tar */
+static int sort_out(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
+{
+	uint64_t sum;
+	size_t len = strlen(e->path);
+
+	if (tmp_files_precopy_keep(w->pc, e->path, st, &sum)) {
+		if (e->type == TMP_FILE_ENTRY__KIND__REG) {
+			e->content_xxh64 = sum;
+			e->has_content_xxh64 = true;
+		}
+		return 0;
+	}
+	pr_debug("Pre-copy: %s changed since, archived again\n", e->path);
+	w->nr_delta++;
+	/* Relative to the root, with the '\0' that ends the name */
+	if (write_all(w->names_fd, e->path + 1, len) != len) {
+		pr_perror("Can't write the --tmp-file list");
+		return -1;
+	}
+	return 0;
+}
+
 static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *st)
 {
 	struct manifest_walk *w = ctx;
 	const char *path = fpath + w->prefix_len;
 	TmpFileEntry *e;
 
-	if (excluded(w->set, path))
-		return WALK_SKIP;
+	if (tmp_files_excluded(w->set, path))
+		return TMP_FILES_WALK_SKIP;
 	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
 		return 0;
 
@@ -279,7 +300,7 @@ static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *s
 	e->path = xstrdup(path);
 	if (!e->path || fill_entry(w, e, st))
 		return -1;
-	return 0;
+	return w->pc ? sort_out(w, e, st) : 0;
 }
 
 static int collect_manifest(struct manifest_walk *w)
@@ -290,7 +311,7 @@ static int collect_manifest(struct manifest_walk *w)
 	for (i = 0; i < w->set->nr; i++) {
 		int n = snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, w->set->paths[i]);
 
-		if (walk(w->path, n, manifest_add, w)) {
+		if (tmp_files_walk(w->path, n, manifest_add, w, false)) {
 			pr_err("Can't list %s for the --tmp-file manifest\n", w->set->paths[i]);
 			return -1;
 		}
@@ -372,17 +393,49 @@ int tmp_files_write_manifest(TmpFilesManifestEntry *me, bool replace)
 	return ret;
 }
 
+/* With a pre-copy: the files tar archives again, read while it does */
+static int add_checksums(struct manifest_walk *w)
+{
+	struct seen_file *f;
+
+	for (f = w->first; f; f = f->next) {
+		if (f->e->has_content_xxh64)
+			continue;
+		snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, f->e->path);
+		if (add_checksum(f->e, w->path, &f->st))
+			return -1;
+	}
+	return 0;
+}
+
+static void free_walk(struct manifest_walk *w)
+{
+	size_t i;
+
+	while (w->first) {
+		struct seen_file *f = w->first;
+
+		w->first = f->next;
+		xfree(f);
+	}
+	for (i = 0; i < w->nr; i++)
+		tmp_file_entry__free_unpacked(w->entries[i], NULL);
+	xfree(w->entries);
+}
+
 /*
  * The manifest is made by a child while tar runs, so that reading the
  * files for their checksums takes no extra time with the tree frozen.
  * The child checks the files again once tar is done (tar_done gets EOF)
  * and only then writes the manifest. The archive is not compressed yet:
- * "none".
+ * "none". With a pre-copy, the walk comes first, here, for it tells what
+ * tar has to archive.
  */
-pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done)
+pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files_precopy *pc, int names_fd,
+			       size_t *nr_delta, int *tar_done)
 {
 	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
-	struct manifest_walk w = { .set = set, .files = RB_ROOT };
+	struct manifest_walk w = { .set = set, .pc = pc, .names_fd = names_fd, .files = RB_ROOT };
 	struct timespec since;
 	int pfd[2];
 	pid_t pid;
@@ -392,17 +445,26 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done)
 		pr_perror("Can't start the --tmp-file manifest");
 		return -1;
 	}
+	if (pc && collect_manifest(&w)) {
+		free_walk(&w);
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
 	pid = fork();
 	if (pid < 0)
 		pr_perror("Can't fork to make the --tmp-file manifest");
 	if (pid) {
 		close(pfd[0]);
 		*tar_done = pfd[1];
+		*nr_delta = w.nr_delta;
+		free_walk(&w);
 		return pid;
 	}
 
 	close(pfd[1]);
-	if (collect_manifest(&w) || read(pfd[0], &c, 1) != 0 || check_unchanged(&w, &since))
+	if ((pc ? add_checksums(&w) : collect_manifest(&w)) || read(pfd[0], &c, 1) != 0 ||
+	    check_unchanged(&w, &since))
 		_exit(1);
 	me.n_paths = set->nr;
 	me.paths = set->paths;
@@ -616,7 +678,7 @@ int tmp_files_check_staged(const char *stage, TmpFilesManifestEntry *me)
 	if (!sg.seen)
 		return -1;
 
-	if (__strlcpy(path, stage, sizeof(path)) >= sizeof(path) || walk(path, sg.stage_len, check_one_staged, &sg))
+	if (__strlcpy(path, stage, sizeof(path)) >= sizeof(path) || tmp_files_walk(path, sg.stage_len, check_one_staged, &sg, false))
 		goto out;
 	for (i = 0; i < sg.nr_entries; i++) {
 		if (!sg.seen[i]) {

@@ -236,11 +236,16 @@ static struct tmp_files_dump {
 	struct list_head auto_files;
 	size_t nr_auto_files;
 	size_t auto_files_size;
-	bool archived; /* the archive and the manifest are written */
+	struct tmp_files_precopy *pc; /* --tmp-file-precopy: the pass before the freeze */
+	int archive_fd;		      /* with pc: the archive it made, read-write */
+	bool archived;		      /* the archive and the manifest are written */
 } dump = {
 	.names_fd = -1,
+	.archive_fd = -1,
 	.auto_files = LIST_HEAD_INIT(dump.auto_files),
 };
+
+static char **tar_create_argv(bool listed, bool frozen);
 
 /* Sort with '/' before any other byte, so "/a/b" follows "/a" directly */
 int tmp_files_path_cmp(const void *a, const void *b)
@@ -448,6 +453,80 @@ static int stat_saved_path(int root_fd, const char *path, struct stat *st)
 	return ret;
 }
 
+static int rewind_names(void)
+{
+	if (lseek(dump.names_fd, 0, SEEK_SET) < 0) {
+		pr_perror("Can't rewind the --tmp-file list");
+		return -1;
+	}
+	return 0;
+}
+
+static void remove_images(void)
+{
+	unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES].fmt, 0);
+	unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES_MANIFEST].fmt, 0);
+}
+
+/* tar's user namespace: the tree's, if it has one of its own (see dump_tmp_files()) */
+static int tar_userns(pid_t pid)
+{
+	struct stat self, tree;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
+	if (stat("/proc/self/ns/user", &self) || stat(path, &tree)) {
+		pr_perror("Can't stat the user namespace of %d", pid);
+		return 0;
+	}
+	return self.st_ino == tree.st_ino && self.st_dev == tree.st_dev ? -1 : pid;
+}
+
+/*
+ * --tmp-file-precopy, before the freeze: tar archives every entry by name
+ * while the tree runs (tmp-files-precopy.c). It exits with 1 when a file
+ * changed while it read it, which is no error here: the frozen pass
+ * archives such a file again.
+ */
+static int precopy(pid_t root_pid)
+{
+	const char *name = imgset_template[CR_FD_TMP_FILES].fmt;
+	char **argv = NULL, **sh = NULL;
+	int userns, n, ret = -1;
+
+	userns = tar_userns(root_pid);
+	if (!userns || ftruncate(dump.names_fd, 0) || rewind_names())
+		return -1;
+	dump.pc = tmp_files_precopy_walk(&dump.set, dump.names_fd);
+	if (!dump.pc || rewind_names())
+		return -1;
+	dump.archive_fd = openat(get_service_fd(IMG_FD_OFF), name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, CR_FD_PERM);
+	if (dump.archive_fd < 0) {
+		pr_perror("Can't create %s", name);
+		return -1;
+	}
+
+	argv = tar_create_argv(true, false);
+	for (n = 0; argv && argv[n]; n++)
+		;
+	sh = argv ? xmalloc((n + 4) * sizeof(*sh)) : NULL;
+	if (sh) {
+		sh[0] = "sh";
+		sh[1] = "-c";
+		sh[2] = "tar \"$@\"; [ $? -le 1 ]";
+		memcpy(sh + 3, argv, (n + 1) * sizeof(*sh)); /* argv[0] is $0 */
+		ret = cr_system_userns(dump.names_fd, dump.archive_fd, -1, "sh", sh, 0, userns);
+		if (ret)
+			pr_err("Can't archive the --tmp-file paths before the freeze: tar failed (see above)\n");
+	}
+	ret = ret ?: tmp_files_precopy_done(dump.pc, dump.archive_fd);
+	xfree(sh);
+	xfree(argv);
+	if (ret)
+		unlinkat(get_service_fd(IMG_FD_OFF), name, 0);
+	return ret;
+}
+
 /*
  * Called before the tree is frozen: everything that can fail without the
  * frozen tree fails here, and the archive step only has to run tar.
@@ -519,6 +598,8 @@ int tmp_files_prepare_dump(pid_t root_pid)
 
 	ret = set_excludes(root_fd) ?: check_programs(compressor(), false);
 	close(root_fd);
+	if (!ret && opts.tmp_files_precopy && dump.set.nr)
+		ret = precopy(root_pid);
 	return ret;
 err:
 	close_safe(&root_fd);
@@ -626,7 +707,11 @@ static int add_auto_files(void)
 	return 0;
 }
 
-static char **tar_create_argv(void)
+/*
+ * listed: the names are every entry to archive, not the paths to archive
+ * recursively; frozen: the tree is frozen (not the pre-copy)
+ */
+static char **tar_create_argv(bool listed, bool frozen)
 {
 	static char *const head[] = {
 		"tar", "--create", "--file=-", "--format=posix",
@@ -641,10 +726,18 @@ static char **tar_create_argv(void)
 	char **argv;
 	int n = ARRAY_SIZE(head), i;
 
-	argv = xmalloc((n + 2 + dump.set.nr_excludes + ARRAY_SIZE(tail)) * sizeof(*argv));
+	argv = xmalloc((n + 6 + dump.set.nr_excludes + ARRAY_SIZE(tail)) * sizeof(*argv));
 	if (!argv)
 		return NULL;
 	memcpy(argv, head, sizeof(head));
+	if (listed)
+		argv[n++] = "--no-recursion";
+	if (!frozen) {
+		/* An entry gone or changed is archived again while frozen */
+		argv[n++] = "--ignore-failed-read";
+		argv[n++] = "--warning=no-file-changed";
+		argv[n++] = "--warning=no-failed-read";
+	}
 	argv[n++] = "--directory";
 	argv[n++] = dump.set.proc_root;
 	for (i = 0; i < dump.set.nr_excludes; i++)
@@ -656,9 +749,10 @@ static char **tar_create_argv(void)
 /* Called while the tree is frozen */
 int dump_tmp_files(void)
 {
-	struct cr_img *img;
+	struct cr_img *img = NULL;
 	pid_t manifest_pid;
-	int tar_done = -1;
+	size_t nr_delta = 0;
+	int out, tar_done = -1;
 	char **argv;
 	int ret;
 
@@ -674,45 +768,56 @@ int dump_tmp_files(void)
 
 	pr_info("Saving %zu --tmp-file path(s)\n", dump.set.nr);
 
-	if (lseek(dump.names_fd, 0, SEEK_SET) < 0) {
-		pr_perror("Can't rewind the --tmp-file list");
-		return -1;
+	if (dump.pc) {
+		/* The walk lists what tar archives now */
+		ret = tmp_files_precopy_freeze(dump.pc) ?: ftruncate(dump.names_fd, 0) ?:
+											 rewind_names();
+		out = dump.archive_fd;
+	} else {
+		ret = rewind_names();
+		img = ret ? NULL : open_image(CR_FD_TMP_FILES, O_DUMP);
+		out = img ? img_raw_fd(img) : -1;
 	}
-
-	img = open_image(CR_FD_TMP_FILES, O_DUMP);
-	if (!img)
-		return -1;
-
-	manifest_pid = tmp_files_start_manifest(&dump.set, &tar_done);
+	manifest_pid = out < 0 || ret ? -1 : tmp_files_start_manifest(&dump.set, dump.pc, dump.names_fd, &nr_delta, &tar_done);
 	if (manifest_pid < 0) {
-		close_image(img);
-		return -1;
+		ret = -1;
+		goto out;
 	}
+	if (dump.pc)
+		ret = tmp_files_precopy_compact(dump.pc) ?: rewind_names();
 
 	/*
 	 * In the tree's user namespace, the owners are archived as the tree
 	 * sees them, and restore, which runs tar there too, maps them back.
 	 */
-	argv = tar_create_argv();
-	ret = !argv ? -1 :
-		      cr_system_userns(dump.names_fd, img_raw_fd(img), -1, "tar", argv, 0,
-				       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
-	xfree(argv);
-	if (ret)
-		pr_err("Can't archive the --tmp-file paths: tar failed (see above)\n");
+	if (!ret && (!dump.pc || nr_delta)) {
+		argv = tar_create_argv(dump.pc, true);
+		ret = !argv ? -1 :
+			      cr_system_userns(dump.names_fd, out, -1, "tar", argv, 0,
+					       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
+		xfree(argv);
+		if (ret)
+			pr_err("Can't archive the --tmp-file paths: tar failed (see above)\n");
+	}
+	if (!ret && dump.pc)
+		ret = tmp_files_precopy_end(dump.pc, nr_delta);
 	if (!ret && fault_injected(FI_TMP_FILES_ARCHIVE)) {
 		pr_err("Fault injected: the archive step fails\n");
 		ret = -1;
 	}
-	close_image(img);
-	close_safe(&dump.names_fd);
 
 	close(tar_done);
 	if (tmp_files_wait_manifest(manifest_pid))
 		ret = -1;
+out:
+	if (img)
+		close_image(img);
+	close_safe(&dump.names_fd);
+	close_safe(&dump.archive_fd);
+	tmp_files_precopy_free(dump.pc);
+	dump.pc = NULL;
 	if (ret) {
-		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES].fmt, 0);
-		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES_MANIFEST].fmt, 0);
+		remove_images();
 		return -1;
 	}
 	dump.archived = true;

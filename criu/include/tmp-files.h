@@ -41,6 +41,8 @@ extern int restore_tmp_files_in_ns(void);
  *   tmp-files-manifest.c  the manifest: made at dump, checked at restore
  *   tmp-files-place.c     restore: staging directory, placement, rollback
  *   tmp-files-hash.c      the checksums of content and xattrs
+ *   tmp-files-precopy.c   --tmp-file-precopy: the pass before the freeze,
+ *                         and what of it the frozen pass keeps
  */
 struct TmpFilesManifestEntry;
 struct TmpFileEntry;
@@ -61,11 +63,40 @@ extern size_t tmp_files_paths_lower_bound(char **paths, size_t nr, const char *p
 extern bool tmp_files_in_paths(char **paths, size_t nr, const char *path);
 
 /* tmp-files-manifest.c */
-extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, int *tar_done);
+struct tmp_files_precopy;
+/*
+ * With pc, the entries the pre-copy did not keep are listed into names_fd,
+ * nr_delta of them, and are to be archived while the child reads them.
+ */
+extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files_precopy *pc, int names_fd,
+				      size_t *nr_delta, int *tar_done);
 extern int tmp_files_wait_manifest(pid_t pid);
 extern int tmp_files_write_manifest(struct TmpFilesManifestEntry *me, bool replace);
 extern int tmp_files_check_manifest(struct TmpFilesManifestEntry *me);
 extern int tmp_files_check_staged(const char *stage, struct TmpFilesManifestEntry *me);
+
+/*
+ * A walk of the tree at path (a buffer of PATH_MAX, the first len bytes
+ * used), without following symlinks: fn(ctx, path, len, st) for every
+ * entry, parents first; fn returns 0 to go on, TMP_FILES_WALK_SKIP not
+ * to go into a directory, or -1 to stop. racy: the tree runs, and an
+ * entry that is gone when it is reached is left out.
+ */
+#define TMP_FILES_WALK_SKIP 1
+typedef int (*tmp_files_walk_fn)(void *ctx, char *path, size_t len, const struct stat *st);
+extern int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool racy);
+/* path ("/tmp/x") is the images or work directory */
+extern bool tmp_files_excluded(const struct tmp_files_set *set, const char *path);
+
+/* tmp-files-precopy.c: in this order, from before the freeze to the end of the frozen pass */
+extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, int names_fd);
+extern int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd);
+extern int tmp_files_precopy_freeze(struct tmp_files_precopy *pc);
+extern bool tmp_files_precopy_keep(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
+				   uint64_t *sum);
+extern int tmp_files_precopy_compact(struct tmp_files_precopy *pc);
+extern int tmp_files_precopy_end(struct tmp_files_precopy *pc, bool appended);
+extern void tmp_files_precopy_free(struct tmp_files_precopy *pc);
 
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
 extern uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed);

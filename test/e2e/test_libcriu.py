@@ -4,6 +4,7 @@ apps/libcriu_tmpfile.c is compiled here against the tree's libcriu
 (see criutree.py), the way a runtime such as crun links it.
 """
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -49,6 +50,27 @@ def test_libcriu_dump_restore_brings_the_dir_back(program, app, criu):
     r = run(program, "restore", criu.images)
     assert r.returncode == 0, (r.stderr, (criu.images / "restore.log").read_text())
     assert r.stdout == "restored %d\n" % app.pid
+    check_back(app, before, log)
+
+
+def test_libcriu_precopy(program, app, criu):
+    """criu_set_tmp_file_precopy(true): the pre-copy runs, what did not
+    change is kept from it, and the directory comes back."""
+    criu.images.mkdir()
+    app.start()
+    before = app.tick()
+    r = run_bounded([str(program), CRIU, "dump", str(app.pid), str(criu.images), str(app.dir)], "libcriu_tmpfile dump",
+                    "libcriu criu_dump() with criu_set_tmp_file_precopy()", log=criu.images / "dump.log",
+                    env=dict(os.environ, TMP_FILE_PRECOPY="1"))
+    dump_log = (criu.images / "dump.log").read_text()
+    assert r.returncode == 0, (r.stderr, dump_log)
+    assert "Pre-copy: archiving 4 entries while the tree runs" in dump_log
+    assert re.search(r"Pre-copy: \d of 4 entries kept", dump_log)
+    app.wait_dead()
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+    r = run(program, "restore", criu.images)
+    assert r.returncode == 0, (r.stderr, (criu.images / "restore.log").read_text())
     check_back(app, before, log)
 
 

@@ -3,7 +3,8 @@
  *
  *   libcriu_tmpfile CRIU dump PID IMAGES PATH...
  *	criu_dump() of PID into IMAGES with criu_add_tmp_file(PATH) for
- *	every PATH (the task is killed by the dump)
+ *	every PATH (the task is killed by the dump); with TMP_FILE_PRECOPY=1
+ *	in the environment, also criu_set_tmp_file_precopy(true)
  *   libcriu_tmpfile CRIU restore IMAGES
  *	criu_restore() from IMAGES; prints "restored PID"
  *
@@ -56,6 +57,8 @@ static int do_dump(const char *criu, char *argv[], int argc)
 	if (setup(criu, argv[1], "dump.log"))
 		return 1;
 	criu_set_pid(atoi(argv[0]));
+	if (getenv("TMP_FILE_PRECOPY"))
+		criu_set_tmp_file_precopy(true);
 	for (i = 2; i < argc; i++) {
 		ret = criu_add_tmp_file(argv[i]);
 		if (ret) {

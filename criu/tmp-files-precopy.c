@@ -1,0 +1,573 @@
+/*
+ * --tmp-file-precopy: archive the saved paths while the tree still runs,
+ * and while it is frozen only what changed since.
+ *
+ * Before the freeze, every entry is lstat()ed (the pre-copy walk); then
+ * tar archives them by name into tmp-files.tar.img, while a child reads
+ * the regular files for their checksums. While the tree is frozen, the
+ * manifest walk asks, for each entry, whether the pre-copy archived it as
+ * it is now (tmp_files_precopy_keep()). The members of the others are
+ * dropped, the archive is compacted (tmp_files_precopy_compact()), and tar
+ * appends those entries as they are now. The result is the archive the
+ * single pass makes: one member for each manifest entry.
+ *
+ * An entry is kept only if nothing can have changed it since the walk:
+ * the same inode, type, mode, owner, size, mtime and ctime; a ctime
+ * older than the start of the pre-copy, since a change made after that
+ * gets a ctime at least as new (file times come from the coarse clock,
+ * or a finer one); and no shared mapping of it in the tree, since a write
+ * through one does not always change the ctime (on tmpfs, never). The
+ * members are written in the order of their ctimes, the most recently
+ * changed last, so that those that change again are at the end of the
+ * archive and little has to be moved.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "log.h"
+#include "pstree.h"
+#include "tmp-files.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#undef LOG_PREFIX
+#define LOG_PREFIX "tmp-files: "
+
+#define BLOCK 512
+
+/* An entry as the pre-copy walk saw it, and its member in the archive */
+struct precopied {
+	char *path; /* "/tmp/x" */
+	struct stat st;
+	off_t start, end;	/* of its member, pax header included; end == 0: none */
+	struct precopied *link; /* the member a hard link member points to */
+	bool kept;
+};
+
+/* Written by the checksum child, in memory shared with it */
+struct precopy_sum {
+	uint64_t sum;
+	bool ok;
+};
+
+struct tmp_files_precopy {
+	const struct tmp_files_set *set;
+	struct timespec start;	 /* CLOCK_REALTIME_COARSE before the walk */
+	struct precopied *files; /* sorted by path, strcmp() */
+	size_t nr, size;
+	struct precopy_sum *sums; /* by index in files */
+	pid_t sums_pid;
+	struct precopied **members; /* in the order of the archive */
+	size_t nr_members;
+	struct stat *shared; /* the inodes the tree maps MAP_SHARED */
+	size_t nr_shared;
+	int fd; /* the archive, read-write: tmp-files.c's */
+	size_t nr_kept;
+	char path[PATH_MAX];
+};
+
+static int file_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct precopied *)a)->path, ((const struct precopied *)b)->path);
+}
+
+static struct precopied *find_file(struct tmp_files_precopy *pc, const char *path)
+{
+	struct precopied key = { .path = (char *)path };
+
+	return bsearch(&key, pc->files, pc->nr, sizeof(*pc->files), file_cmp);
+}
+
+static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st)
+{
+	struct tmp_files_precopy *pc = ctx;
+	const char *path = fpath + strlen(pc->set->proc_root);
+	struct precopied *f;
+
+	if (tmp_files_excluded(pc->set, path))
+		return TMP_FILES_WALK_SKIP;
+	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
+		return 0;
+	if (pc->nr == pc->size) {
+		pc->size = pc->size * 2 ?: 64;
+		if (xrealloc_safe(&pc->files, pc->size * sizeof(*pc->files)))
+			return -1;
+	}
+	f = &pc->files[pc->nr];
+	memset(f, 0, sizeof(*f));
+	f->path = xstrdup(path);
+	if (!f->path)
+		return -1;
+	f->st = *st;
+	pc->nr++;
+	return 0;
+}
+
+static int ctime_cmp(const void *a, const void *b)
+{
+	const struct precopied *x = *(const struct precopied **)a, *y = *(const struct precopied **)b;
+
+	if (x->st.st_ctim.tv_sec != y->st.st_ctim.tv_sec)
+		return x->st.st_ctim.tv_sec < y->st.st_ctim.tv_sec ? -1 : 1;
+	if (x->st.st_ctim.tv_nsec != y->st.st_ctim.tv_nsec)
+		return x->st.st_ctim.tv_nsec < y->st.st_ctim.tv_nsec ? -1 : 1;
+	return strcmp(x->path, y->path);
+}
+
+/* The member names for tar, the most recently changed last */
+static int write_names(struct tmp_files_precopy *pc, int names_fd)
+{
+	struct precopied **order;
+	size_t i;
+	int ret = 0;
+
+	order = xmalloc((pc->nr ?: 1) * sizeof(*order));
+	if (!order)
+		return -1;
+	for (i = 0; i < pc->nr; i++)
+		order[i] = &pc->files[i];
+	qsort(order, pc->nr, sizeof(*order), ctime_cmp);
+	for (i = 0; !ret && i < pc->nr; i++) {
+		/* Relative to the root, with the '\0' that ends the name */
+		size_t len = strlen(order[i]->path);
+
+		if (write_all(names_fd, order[i]->path + 1, len) != len) {
+			pr_perror("Can't write the --tmp-file list");
+			ret = -1;
+		}
+	}
+	xfree(order);
+	return ret;
+}
+
+/* Reads the regular files as they were walked: a file changed since is not kept */
+static void sum_files(struct tmp_files_precopy *pc)
+{
+	size_t i;
+
+	for (i = 0; i < pc->nr; i++) {
+		const struct stat *was = &pc->files[i].st;
+		struct stat st;
+		int fd;
+
+		if (!S_ISREG(was->st_mode))
+			continue;
+		snprintf(pc->path, sizeof(pc->path), "%s%s", pc->set->proc_root, pc->files[i].path);
+		fd = open(pc->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (!fstat(fd, &st) && st.st_ino == was->st_ino && st.st_dev == was->st_dev &&
+		    !tmp_files_content_sum(fd, was->st_size, &pc->sums[i].sum) && !fstat(fd, &st) &&
+		    st.st_size == was->st_size && st.st_ctim.tv_sec == was->st_ctim.tv_sec &&
+		    st.st_ctim.tv_nsec == was->st_ctim.tv_nsec)
+			pc->sums[i].ok = true;
+		close(fd);
+	}
+}
+
+struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, int names_fd)
+{
+	struct tmp_files_precopy *pc;
+	size_t i;
+
+	pc = xzalloc(sizeof(*pc));
+	if (!pc)
+		return NULL;
+	pc->set = set;
+	pc->fd = -1;
+	pc->sums_pid = -1;
+	/* Before the first lstat(): see the top of this file */
+	if (clock_gettime(CLOCK_REALTIME_COARSE, &pc->start)) {
+		pr_perror("Can't read the clock");
+		goto err;
+	}
+	for (i = 0; i < set->nr; i++) {
+		int n = snprintf(pc->path, sizeof(pc->path), "%s%s", set->proc_root, set->paths[i]);
+
+		/* The tree runs: an entry that is gone is not archived */
+		if (tmp_files_walk(pc->path, n, precopy_add, pc, true)) {
+			pr_err("Can't list %s for the --tmp-file pre-copy\n", set->paths[i]);
+			goto err;
+		}
+	}
+	if (write_names(pc, names_fd))
+		goto err;
+	qsort(pc->files, pc->nr, sizeof(*pc->files), file_cmp);
+
+	pc->sums = mmap(NULL, (pc->nr ?: 1) * sizeof(*pc->sums), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			-1, 0);
+	if (pc->sums == MAP_FAILED) {
+		pr_perror("Can't map the pre-copy checksums");
+		pc->sums = NULL;
+		goto err;
+	}
+	/* While tar archives the same files */
+	pc->sums_pid = fork();
+	if (pc->sums_pid < 0) {
+		pr_perror("Can't fork to read the pre-copy checksums");
+		goto err;
+	}
+	if (!pc->sums_pid) {
+		sum_files(pc);
+		_exit(0);
+	}
+	pr_info("Pre-copy: archiving %zu entries while the tree runs\n", pc->nr);
+	return pc;
+err:
+	tmp_files_precopy_free(pc);
+	return NULL;
+}
+
+static unsigned long long parse_size(const char *field, size_t len)
+{
+	unsigned long long v = 0;
+	size_t i;
+
+	if (field[0] & 0x80) { /* base-256 */
+		for (i = 1; i < len; i++)
+			v = v << 8 | (unsigned char)field[i];
+		return v;
+	}
+	for (i = 0; i < len && field[i] == ' '; i++)
+		;
+	for (; i < len && field[i] >= '0' && field[i] <= '7'; i++)
+		v = v * 8 + (field[i] - '0');
+	return v;
+}
+
+/* The member a name of the archive is, without its trailing '/' */
+static struct precopied *member_file(struct tmp_files_precopy *pc, char *name)
+{
+	size_t len = strlen(name);
+
+	while (len > 1 && name[len - 1] == '/')
+		name[--len] = '\0';
+	if (snprintf(pc->path, sizeof(pc->path), "/%s", name) >= sizeof(pc->path))
+		return NULL;
+	return find_file(pc, pc->path);
+}
+
+/* The "path", "linkpath", "size" and "GNU.sparse.name" records of a pax header */
+struct pax {
+	char *path, *sparse_name, *linkpath;
+	unsigned long long size;
+	bool has_size;
+};
+
+static int parse_pax(char *buf, size_t size, struct pax *pax)
+{
+	char *p = buf, *end = buf + size;
+
+	while (p < end) {
+		char *rec = p, *key, *val, *eq;
+		unsigned long len = strtoul(p, &key, 10);
+
+		if (!len || len > end - rec || *key != ' ' || rec[len - 1] != '\n')
+			return -1;
+		key++;
+		rec[len - 1] = '\0';
+		eq = strchr(key, '=');
+		if (!eq)
+			return -1;
+		*eq = '\0';
+		val = eq + 1;
+		if (!strcmp(key, "path"))
+			pax->path = val;
+		else if (!strcmp(key, "GNU.sparse.name")) /* a sparse file's: path is made up */
+			pax->sparse_name = val;
+		else if (!strcmp(key, "linkpath"))
+			pax->linkpath = val;
+		else if (!strcmp(key, "size")) {
+			pax->size = strtoull(val, NULL, 10);
+			pax->has_size = true;
+		}
+		p = rec + len;
+	}
+	return 0;
+}
+
+/* Where each member of the archive starts and ends, from its headers */
+static int read_members(struct tmp_files_precopy *pc)
+{
+	struct pax pax = {};
+	char *pax_buf = NULL, hdr[BLOCK];
+	off_t off = 0, start = 0, size = lseek(pc->fd, 0, SEEK_END);
+	int ret = -1;
+
+	pc->members = xmalloc((pc->nr ?: 1) * sizeof(*pc->members));
+	if (!pc->members)
+		return -1;
+	while (off + BLOCK <= size) {
+		unsigned long long len;
+		char name[PATH_MAX], link[PATH_MAX];
+		struct precopied *f;
+		char type;
+
+		if (pread(pc->fd, hdr, BLOCK, off) != BLOCK)
+			goto bad;
+		if (!hdr[0] && !memcmp(hdr, hdr + 1, BLOCK - 1))
+			break; /* the end of the archive */
+		if (memcmp(hdr + 257, "ustar", 5))
+			goto bad;
+		type = hdr[156];
+		len = parse_size(hdr + 124, 12);
+		if (type == 'x') {
+			if (len > (1 << 20) || off + BLOCK + len > size)
+				goto bad;
+			xfree(pax_buf);
+			pax_buf = xmalloc(len + 1);
+			if (!pax_buf || pread(pc->fd, pax_buf, len, off + BLOCK) != len)
+				goto bad;
+			memset(&pax, 0, sizeof(pax));
+			if (parse_pax(pax_buf, len, &pax))
+				goto bad;
+			off += BLOCK + round_up(len, BLOCK);
+			continue;
+		}
+		if (type != '0' && type != '\0' && (type < '1' || type > '6'))
+			goto bad; /* GNU tar makes nothing else with --format=posix */
+		if (pax.has_size)
+			len = pax.size;
+		if (pax.sparse_name || pax.path)
+			snprintf(name, sizeof(name), "%s", pax.sparse_name ?: pax.path);
+		else if (hdr[345])
+			snprintf(name, sizeof(name), "%.155s/%.100s", hdr + 345, hdr);
+		else
+			snprintf(name, sizeof(name), "%.100s", hdr);
+		if (pax.linkpath)
+			snprintf(link, sizeof(link), "%s", pax.linkpath);
+		else
+			snprintf(link, sizeof(link), "%.100s", hdr + 157);
+		off += BLOCK + (type == '0' || type == '\0' ? round_up(len, BLOCK) : 0);
+
+		f = member_file(pc, name);
+		if (!f || f->end || pc->nr_members == pc->nr)
+			goto bad; /* tar archives only the listed names, once */
+		f->start = start;
+		f->end = off;
+		if (type == '1' && !(f->link = member_file(pc, link)))
+			goto bad;
+		pc->members[pc->nr_members++] = f;
+		memset(&pax, 0, sizeof(pax));
+		start = off;
+	}
+	ret = 0;
+bad:
+	if (ret)
+		pr_err("Can't read the pre-copy archive at byte %lld\n", (long long)off);
+	xfree(pax_buf);
+	return ret;
+}
+
+/* Once tar is done with the archive in fd, still before the freeze */
+int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd)
+{
+	int status;
+
+	pc->fd = fd;
+	if (waitpid(pc->sums_pid, &status, 0) != pc->sums_pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+		pr_err("Can't read the pre-copy checksums\n");
+		pc->sums_pid = -1;
+		return -1;
+	}
+	pc->sums_pid = -1;
+	if (read_members(pc))
+		return -1;
+	pr_info("Pre-copy: %zu of %zu entries archived\n", pc->nr_members, pc->nr);
+	return 0;
+}
+
+/* The inodes that a task of the (frozen) tree maps MAP_SHARED */
+static int collect_shared(struct tmp_files_precopy *pc)
+{
+	struct pstree_item *item;
+	char *line = NULL;
+	size_t n = 0;
+
+	for_each_pstree_item(item) {
+		pid_t pid = item->pid->real;
+		FILE *f;
+
+		if (item->pid->state == TASK_DEAD)
+			continue;
+		f = fopen_proc(pid, "maps");
+		if (!f)
+			return -1;
+		while (getline(&line, &n, f) > 0) {
+			unsigned long start, end;
+			unsigned long long ino;
+			char perms[5], mf[64];
+			struct stat st;
+
+			if (sscanf(line, "%lx-%lx %4s %*s %*s %llu", &start, &end, perms, &ino) != 4 || perms[3] != 's' ||
+			    !ino)
+				continue;
+			/* As the path sees it (an overlayfs file's maps line names the file below) */
+			snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, start, end);
+			if (stat(mf, &st) || xrealloc_safe(&pc->shared, (pc->nr_shared + 1) * sizeof(*pc->shared))) {
+				pr_perror("Can't stat the shared mapping %s", mf);
+				fclose(f);
+				free(line);
+				return -1;
+			}
+			pc->shared[pc->nr_shared++] = st;
+		}
+		fclose(f);
+	}
+	free(line);
+	return 0;
+}
+
+/* Called while the tree is frozen, before the manifest walk */
+int tmp_files_precopy_freeze(struct tmp_files_precopy *pc)
+{
+	return collect_shared(pc);
+}
+
+static bool mapped_shared(struct tmp_files_precopy *pc, const struct stat *st)
+{
+	size_t i;
+
+	for (i = 0; i < pc->nr_shared; i++)
+		if (pc->shared[i].st_dev == st->st_dev && pc->shared[i].st_ino == st->st_ino)
+			return true;
+	return false;
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/*
+ * While frozen: is the pre-copy's member of path the entry st as it is
+ * now? Then it stays in the archive, and sum is the content checksum of
+ * a regular file.
+ */
+bool tmp_files_precopy_keep(struct tmp_files_precopy *pc, const char *path, const struct stat *st, uint64_t *sum)
+{
+	struct precopied *f = find_file(pc, path);
+	const struct stat *was;
+
+	if (!f || !f->end)
+		return false;
+	was = &f->st;
+	if (was->st_dev != st->st_dev || was->st_ino != st->st_ino || was->st_mode != st->st_mode ||
+	    was->st_uid != st->st_uid || was->st_gid != st->st_gid || was->st_size != st->st_size ||
+	    !same_time(&was->st_mtim, &st->st_mtim) || !same_time(&was->st_ctim, &st->st_ctim))
+		return false;
+	/* A ctime of the same tick as the start: changed after the walk, maybe */
+	if (was->st_ctim.tv_sec > pc->start.tv_sec ||
+	    (was->st_ctim.tv_sec == pc->start.tv_sec && was->st_ctim.tv_nsec >= pc->start.tv_nsec))
+		return false;
+	if (S_ISREG(st->st_mode)) {
+		if (!pc->sums[f - pc->files].ok || mapped_shared(pc, st))
+			return false;
+		*sum = pc->sums[f - pc->files].sum;
+	}
+	f->kept = true;
+	pc->nr_kept++;
+	return true;
+}
+
+/* Moves len bytes at from down to to, in the archive */
+static int move_down(int fd, off_t from, off_t to, off_t len)
+{
+	static char buf[1 << 20];
+
+	while (len > 0) {
+		ssize_t n = pread(fd, buf, min_t(off_t, len, sizeof(buf)), from);
+
+		if (n <= 0 || pwrite(fd, buf, n, to) != n)
+			return -1;
+		from += n;
+		to += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * While frozen, after the manifest walk: the kept members are moved to
+ * the start of the archive, in their order, and the fd is left where tar
+ * must append the others (or the end-of-archive blocks go).
+ */
+int tmp_files_precopy_compact(struct tmp_files_precopy *pc)
+{
+	off_t to = 0, moved = 0;
+	size_t i;
+
+	for (i = 0; i < pc->nr_members; i++) {
+		struct precopied *f = pc->members[i];
+
+		if (!f->kept)
+			continue;
+		/* Kept with its inode: so is the name tar stored the data with */
+		if (f->link && !f->link->kept) {
+			pr_err("Pre-copy: %s is kept, but not the member it links to, %s\n", f->path, f->link->path);
+			return -1;
+		}
+		if (f->start != to) {
+			if (move_down(pc->fd, f->start, to, f->end - f->start)) {
+				pr_perror("Can't move the member of %s in the --tmp-file archive", f->path);
+				return -1;
+			}
+			moved += f->end - f->start;
+		}
+		to += f->end - f->start;
+	}
+	if (lseek(pc->fd, to, SEEK_SET) != to) {
+		pr_perror("Can't seek in the --tmp-file archive");
+		return -1;
+	}
+	pr_info("Pre-copy: %zu of %zu entries kept, %lld bytes moved\n", pc->nr_kept, pc->nr, (long long)moved);
+	return 0;
+}
+
+/* After tar appended to the archive, or with nothing to append */
+int tmp_files_precopy_end(struct tmp_files_precopy *pc, bool appended)
+{
+	static const char eof[2 * BLOCK];
+	off_t end;
+
+	if (!appended && write_all(pc->fd, eof, sizeof(eof)) != sizeof(eof)) {
+		pr_perror("Can't end the --tmp-file archive");
+		return -1;
+	}
+	end = lseek(pc->fd, 0, SEEK_CUR);
+	if (end < 0 || ftruncate(pc->fd, end)) {
+		pr_perror("Can't truncate the --tmp-file archive");
+		return -1;
+	}
+	return 0;
+}
+
+void tmp_files_precopy_free(struct tmp_files_precopy *pc)
+{
+	size_t i;
+
+	if (!pc)
+		return;
+	if (pc->sums_pid > 0) {
+		kill(pc->sums_pid, SIGKILL);
+		waitpid(pc->sums_pid, NULL, 0);
+	}
+	if (pc->sums)
+		munmap(pc->sums, (pc->nr ?: 1) * sizeof(*pc->sums));
+	for (i = 0; i < pc->nr; i++)
+		xfree(pc->files[i].path);
+	xfree(pc->files);
+	xfree(pc->members);
+	xfree(pc->shared);
+	xfree(pc);
+}

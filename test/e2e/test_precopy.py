@@ -1,0 +1,182 @@
+"""--tmp-file-precopy (issue 15): the saved paths are archived before the
+freeze, and while frozen only what changed since.
+
+The restored files must be the files as the freeze left them, whatever
+the tree did between the pre-copy and the freeze. apps/churn.py changes
+its directory as fast as it can: a file rewritten in place with the same
+size and its mtime set back (many times within one clock tick of the
+pre-copy's reads), a file written only through a shared mapping (no
+ctime change at all on tmpfs), a name that is in turn a directory,
+nothing, a file and a symlink, a hard link made and removed, files made
+and removed. The dump kills the tree, so the files on disk after it are
+the state at freeze: they are recorded, removed, and must come back
+exactly, before the restored tree (left stopped) touches them.
+"""
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import APPS, alive, check_back, kill_tree, mounted_tmpfs, wait_gone, wait_report, wipe_after_dump
+from criutree import request, rpc, swrk_call
+
+ROUNDS = int(os.environ.get("PRECOPY_ROUNDS", "25"))
+
+
+def state(d):
+    """What restore must give back below d: every entry's type and mode,
+    owner, mtime (ns), a file's size and content, a symlink's target, and
+    which names share an inode."""
+    out, inodes = {}, {}
+    for p in [d] + sorted(d.rglob("*")):
+        st = os.lstat(p)
+        rel = str(p.relative_to(d))
+        data = None
+        if stat.S_ISREG(st.st_mode):
+            data = p.read_bytes()
+            inodes.setdefault(st.st_ino, []).append(rel)
+        elif stat.S_ISLNK(st.st_mode):
+            data = os.readlink(p)
+        out[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns,
+                    None if stat.S_ISDIR(st.st_mode) else st.st_size, data)
+    return out, sorted(sorted(v) for v in inodes.values() if len(v) > 1)
+
+
+def kept(log):
+    """(kept, walked, names archived again, bytes moved) from a dump log at -v4"""
+    m = re.search(r"Pre-copy: (\d+) of (\d+) entries kept, (\d+) bytes moved", log)
+    assert m, log[-3000:]
+    again = re.findall(r"Pre-copy: (.*) changed since, archived again", log)
+    return int(m.group(1)), int(m.group(2)), again, int(m.group(3))
+
+
+def start_churn(procs, d, workdir):
+    ready = workdir / "churn.ready"
+    if ready.exists():
+        ready.unlink()
+    d.mkdir()
+    p = procs.start(["/usr/bin/python3", str(APPS / "churn.py"), str(d), str(ready)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_report(lambda: int(ready.read_text()), lambda pid: pid == p.pid,
+                "churn.py %d did not start" % p.pid, 20, popen=p)
+    return p
+
+
+@pytest.fixture(params=["tmpfs", "disk"])
+def where(request, tmpdir_tmp):
+    """The churning directory's filesystem: a tmpfs of the test's own
+    (a write through a shared mapping never changes its ctime there), or
+    the disk /tmp is on."""
+    if request.param == "disk":
+        yield tmpdir_tmp
+    else:
+        with mounted_tmpfs(tmpdir_tmp / "mnt", "64m") as mnt:
+            yield mnt
+
+
+def test_restore_gives_the_state_at_freeze(procs, criu, workdir, where):
+    changed = again_total = moved = 0
+    for i in range(ROUNDS):
+        d = where / ("churn%d" % i)
+        images = criu.images / str(i)
+        p = start_churn(procs, d, workdir)
+        time.sleep(0.05 * (i % 5))
+        r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none",
+                      images=images)
+        assert r.returncode == 0, r
+        p.wait(timeout=10)
+        frozen = state(d)
+        k, n, again, m = kept(r.log)
+        assert str(d / "static") not in again
+        changed += n - k
+        again_total += len(again)
+        moved += m
+        shutil.rmtree(d)
+
+        r = criu.restore("--leave-stopped", images=images)
+        assert r.returncode == 0, r
+        procs.track(p.pid)
+        assert state(d) == frozen, "round %d" % i
+        kill_tree(p.pid)
+        wait_gone(p.pid)
+        shutil.rmtree(images)
+        shutil.rmtree(d)
+    # The tree did change entries between the pre-copy and the freeze, and
+    # kept members were moved over the members of changed ones
+    assert changed > ROUNDS and again_total >= changed and moved > 0, (changed, again_total, moved)
+
+
+def test_unchanged_data_is_kept_and_the_app_goes_on(app, criu):
+    """The #65 process: what did not change is kept from the pre-copy,
+    what the tree wrote last is archived again; it restores as usual."""
+    (app.dir / "cache").mkdir()
+    for i in range(200):
+        (app.dir / "cache" / ("c%03d" % i)).write_bytes(os.urandom(4096))
+    old = time.time() - 60
+    for p in [app.dir / "cache"] + list((app.dir / "cache").iterdir()):
+        os.utime(p, (old, old))
+    time.sleep(0.05)
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-precopy")
+    assert r.returncode == 0, r
+    k, n, again, _ = kept(r.log)
+    assert n == 200 + 5 and k >= 200, (k, n, again)
+    assert not [a for a in again if "/cache" in a], again
+    log = wipe_after_dump(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    check_back(app, before, log)
+
+
+def test_config_file_and_rpc_set_it(app, criu, workdir):
+    """tmp-file-precopy in a configuration file, and criu_opts field 76
+    (libcriu's criu_set_tmp_file_precopy(): test_libcriu.py)."""
+    fields = rpc.criu_opts.DESCRIPTOR.fields_by_name
+    assert fields["tmp_file_precopy"].number == 76
+    conf = workdir / "precopy.conf"
+    conf.write_text("tmp-file %s\ntmp-file-precopy\n" % app.dir)
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--config", str(conf))
+    assert r.returncode == 0, r
+    kept(r.log)
+    log = wipe_after_dump(app)
+    assert criu.restore().returncode == 0
+    check_back(app, before, log)
+
+    criu.images = criu.images.parent / "rpc"
+    criu.images.mkdir()
+    before = app.tick()
+    resp, status = swrk_call(request("DUMP", "dump.log", pid=app.pid, tmp_files=[str(app.dir)],
+                                     tmp_file_precopy=True, tmp_file_compress="zstd"), criu.images)
+    dump_log = (criu.images / "dump.log").read_text()
+    assert resp.success, dump_log
+    kept(dump_log)
+    log = wipe_after_dump(app)
+    assert criu.restore().returncode == 0
+    check_back(app, before, log)
+
+
+def test_tar_failure_before_the_freeze_fails_the_dump(app, criu, workdir):
+    """A tar that cannot run at all fails the pre-copy: the dump fails
+    before the freeze, with no archive left, and the tree never stopped."""
+    fake = workdir / "bin"
+    fake.mkdir()
+    real = shutil.which("tar")
+    (fake / "tar").write_text('#!/bin/sh\ncase "$*" in *--create*--no-recursion*) exit 2;; esac\nexec %s "$@"\n' % real)
+    (fake / "tar").chmod(0o755)
+    app.start()
+    before = app.tick()
+    env = dict(os.environ, PATH="%s:%s" % (fake, os.environ["PATH"]))
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-precopy", "--leave-running", env=env)
+    assert r.returncode != 0
+    assert "Can't archive the --tmp-file paths before the freeze: tar failed" in r.log
+    assert "Seized task" not in r.log
+    assert not list(criu.images.glob("tmp-files*"))
+    assert alive(app.pid)
+    assert app.tick()["ticks"] == before["ticks"] + 1
