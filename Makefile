@@ -13,7 +13,7 @@ PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider
 export CRIU_TARBALL
 
 .PHONY: all deps tree build check test e2e demo patches upstream-patch \
-	check-series install clean distclean
+	check-series install deb clean distclean
 
 # Every step that runs criu has a time limit: a hang becomes a failure
 # that names the step (timeout(1) exits 124). The e2e tests and the demo
@@ -68,10 +68,18 @@ upstream-patch: tree
 check-series: tree
 	@$(BOUND) 30m "make check-series" ./scripts/check-series.sh
 
-# criu, libcriu and its header; pycriu is left out (upstream installs it
-# with pip, which needs PyPI): use it from $(TREE)/lib with PYTHONPATH.
+# criu, libcriu and its headers under PREFIX; pycriu and crit are left
+# out (upstream installs them with pip, which needs PyPI): use them from
+# $(TREE)/lib and $(TREE)/crit with PYTHONPATH, or install the package of
+# "make deb", which has them all (and is what runc finds as criu).
 install: build
 	$(MAKE) -s -C $(TREE) install-criu install-lib PREFIX=$(PREFIX) SKIP_PIP_INSTALL=1
+
+# The Debian package "criu" in dist/ (criu, crit, pycriu, libcriu, compel,
+# the man pages), built in a tree of its own (build/deb) with PREFIX=/usr;
+# it installs over Debian's criu. DEB_REVISION=... sets its revision.
+deb: deps
+	@$(BOUND) 30m "make deb" ./scripts/build-deb.sh dist
 
 clean:
 	rm -rf dist

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install every Debian package needed to build, run and test the patched
-# CRIU. Idempotent: prints nothing and runs no apt-get when all are present.
+# CRIU, and to build its package (make deb: asciidoc-base and xmlto make
+# the man pages, about 20 MB with their docbook dependencies).
+# Idempotent: prints nothing and runs no apt-get when all are present.
 set -eu
 
 PKGS="
@@ -13,6 +15,7 @@ tar gzip zstd iptables iproute2 util-linux procps acl attr
 runc busybox-static podman
 python3 python3-yaml python3-pytest python3-xxhash
 gnuplot-nox
+asciidoc-base xmlto
 "
 
 missing=""
