@@ -256,17 +256,18 @@ int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool
 /* With a pre-copy: keep its member of the entry, or list the entry for tar */
 static int sort_out(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
 {
-	uint64_t sum;
 	size_t len = strlen(e->path);
+	uint64_t sum;
+	const char *why = tmp_files_precopy_changed(w->pc, e->path, st, &sum);
 
-	if (tmp_files_precopy_keep(w->pc, e->path, st, &sum)) {
+	if (!why) {
 		if (e->type == TMP_FILE_ENTRY__KIND__REG) {
 			e->content_xxh64 = sum;
 			e->has_content_xxh64 = true;
 		}
 		return 0;
 	}
-	pr_debug("Pre-copy: %s changed since, archived again\n", e->path);
+	pr_debug("Pre-copy: %s archived again: %s\n", e->path, why);
 	w->nr_delta++;
 	/* Relative to the root, with the '\0' that ends the name */
 	if (write_all(w->names_fd, e->path + 1, len) != len) {

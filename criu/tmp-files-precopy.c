@@ -6,7 +6,7 @@
  * tar archives them by name into tmp-files.tar.img, while a child reads
  * the regular files for their checksums. While the tree is frozen, the
  * manifest walk asks, for each entry, whether the pre-copy archived it as
- * it is now (tmp_files_precopy_keep()). The members of the others are
+ * it is now (tmp_files_precopy_changed()). The members of the others are
  * dropped, the archive is compacted (tmp_files_precopy_compact()), and tar
  * appends those entries as they are now. The result is the archive the
  * single pass makes: one member for each manifest entry.
@@ -451,33 +451,35 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
 
 /*
  * While frozen: is the pre-copy's member of path the entry st as it is
- * now? Then it stays in the archive, and sum is the content checksum of
- * a regular file.
+ * now? NULL if so: the member stays in the archive, and sum is the
+ * content checksum of a regular file. Otherwise, why not.
  */
-bool tmp_files_precopy_keep(struct tmp_files_precopy *pc, const char *path, const struct stat *st, uint64_t *sum)
+const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
+				      uint64_t *sum)
 {
 	struct precopied *f = find_file(pc, path);
 	const struct stat *was;
 
 	if (!f || !f->end)
-		return false;
+		return "new, or not archived by the pre-copy";
 	was = &f->st;
 	if (was->st_dev != st->st_dev || was->st_ino != st->st_ino || was->st_mode != st->st_mode ||
 	    was->st_uid != st->st_uid || was->st_gid != st->st_gid || was->st_size != st->st_size ||
 	    !same_time(&was->st_mtim, &st->st_mtim) || !same_time(&was->st_ctim, &st->st_ctim))
-		return false;
-	/* A ctime of the same tick as the start: changed after the walk, maybe */
+		return "changed since the pre-copy";
 	if (was->st_ctim.tv_sec > pc->start.tv_sec ||
 	    (was->st_ctim.tv_sec == pc->start.tv_sec && was->st_ctim.tv_nsec >= pc->start.tv_nsec))
-		return false;
+		return "its ctime is not older than the pre-copy: it may have changed in the same clock tick";
 	if (S_ISREG(st->st_mode)) {
-		if (!pc->sums[f - pc->files].ok || mapped_shared(pc, st))
-			return false;
+		if (!pc->sums[f - pc->files].ok)
+			return "changed while the pre-copy read it";
+		if (mapped_shared(pc, st))
+			return "mapped shared by the tree: writes through the mapping may leave the ctime as it was";
 		*sum = pc->sums[f - pc->files].sum;
 	}
 	f->kept = true;
 	pc->nr_kept++;
-	return true;
+	return NULL;
 }
 
 /* Moves len bytes at from down to to, in the archive */

@@ -92,8 +92,8 @@ extern bool tmp_files_excluded(const struct tmp_files_set *set, const char *path
 extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, int names_fd);
 extern int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd);
 extern int tmp_files_precopy_freeze(struct tmp_files_precopy *pc);
-extern bool tmp_files_precopy_keep(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
-				   uint64_t *sum);
+extern const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
+					     uint64_t *sum);
 extern int tmp_files_precopy_compact(struct tmp_files_precopy *pc);
 extern int tmp_files_precopy_end(struct tmp_files_precopy *pc, bool appended);
 extern void tmp_files_precopy_free(struct tmp_files_precopy *pc);
