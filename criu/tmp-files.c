@@ -988,11 +988,16 @@ static int extract_archive(const char *stage, TmpFilesManifestEntry *me)
 		return -1;
 	}
 
+	/*
+	 * A regular file: tar recognises the compression itself. Directory
+	 * times and modes are set once every member is out: with a pre-copy,
+	 * a member may come after members outside its directory.
+	 */
 	ret = cr_system(img_raw_fd(img), -1, -1, "tar",
-			/* A regular file: tar recognises the compression itself */
 			(char *[]){ "tar", "--extract", "--file=/proc/self/fd/0", "--directory", (char *)stage,
-				    "--numeric-owner", "--preserve-permissions", "--same-owner", "--xattrs",
-				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
+				    "--numeric-owner", "--preserve-permissions", "--same-owner",
+				    "--delay-directory-restore", "--xattrs", "--xattrs-include=*", "--acls",
+				    "--no-unquote", "--no-wildcards", NULL },
 			0);
 	close_image(img);
 	if (ret)

@@ -119,6 +119,39 @@ def test_restore_gives_the_state_at_freeze(procs, criu, workdir, where):
     assert changed > ROUNDS and again_total >= changed and moved > 0, (changed, again_total, moved)
 
 
+def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
+    """apps/trigger.py changes a tree the moment the pre-copy reads its
+    first file: a file deep in kept directories grows, files come and go,
+    a mode and a link count change. The changed entries (and the
+    directories whose entries changed) are archived again, the others
+    kept, and the restored tree is the tree at the freeze: directory times
+    included, although the kept members of a directory and the members
+    archived again for it are far apart in the archive."""
+    d = tmpdir_tmp / "tree"
+    d.mkdir()
+    ready = workdir / "trigger.ready"
+    p = procs.start(["/usr/bin/python3", str(APPS / "trigger.py"), str(d), str(ready)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_report(lambda: int(ready.read_text().split()[0]), lambda pid: pid == p.pid,
+                "trigger.py %d did not start" % p.pid, 20, popen=p)
+    time.sleep(0.05)  # every ctime older than the start of the pre-copy
+    r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none")
+    assert r.returncode == 0, r
+    p.wait(timeout=10)
+    assert ready.read_text().split()[1:] == ["changed"]
+    k, n, again, _ = kept(r.log)
+    changed = {"0trigger", "a", "a/b/c/deep.txt", "a/new.txt", "d", "e/f.txt", "hl1", "a/hl2", "d/hl3"}
+    assert {str(d / c) for c in changed} <= set(again), again
+    assert not {str(d / c) for c in ("a/b", "a/b/c", "a/b/keep.bin", "e", "sym")} & set(again), again
+    assert k == 6  # tree, a/b, a/b/c, a/b/keep.bin, e, sym
+    frozen = state(d)
+    shutil.rmtree(d)
+    r = criu.restore("--leave-stopped")
+    assert r.returncode == 0, r
+    procs.track(p.pid)
+    assert state(d) == frozen
+
+
 RACY = "its ctime is not older than the pre-copy: it may have changed in the same clock tick"
 
 
