@@ -468,6 +468,16 @@ static void remove_images(void)
 	unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES_MANIFEST].fmt, 0);
 }
 
+/* Once the frozen pass is done, or the dump failed (remove: the archive goes too) */
+static void drop_precopy(bool remove)
+{
+	if (remove && dump.archive_fd >= 0)
+		unlinkat(get_service_fd(IMG_FD_OFF), imgset_template[CR_FD_TMP_FILES].fmt, 0);
+	close_safe(&dump.archive_fd);
+	tmp_files_precopy_free(dump.pc);
+	dump.pc = NULL;
+}
+
 /* tar's user namespace: the tree's, if it has one of its own (see dump_tmp_files()) */
 static int tar_userns(pid_t pid)
 {
@@ -498,11 +508,14 @@ static int precopy(pid_t root_pid)
 	if (!userns || ftruncate(dump.names_fd, 0) || rewind_names())
 		return -1;
 	dump.pc = tmp_files_precopy_walk(&dump.set, dump.names_fd);
-	if (!dump.pc || rewind_names())
+	if (!dump.pc || rewind_names()) {
+		drop_precopy(true);
 		return -1;
+	}
 	dump.archive_fd = openat(get_service_fd(IMG_FD_OFF), name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, CR_FD_PERM);
 	if (dump.archive_fd < 0) {
 		pr_perror("Can't create %s", name);
+		drop_precopy(true);
 		return -1;
 	}
 
@@ -523,7 +536,7 @@ static int precopy(pid_t root_pid)
 	xfree(sh);
 	xfree(argv);
 	if (ret)
-		unlinkat(get_service_fd(IMG_FD_OFF), name, 0);
+		drop_precopy(true);
 	return ret;
 }
 
@@ -763,6 +776,7 @@ int dump_tmp_files(void)
 	ret = add_auto_files();
 	if (ret || !dump.set.nr) {
 		close_safe(&dump.names_fd);
+		drop_precopy(true);
 		return ret;
 	}
 
@@ -813,9 +827,7 @@ out:
 	if (img)
 		close_image(img);
 	close_safe(&dump.names_fd);
-	close_safe(&dump.archive_fd);
-	tmp_files_precopy_free(dump.pc);
-	dump.pc = NULL;
+	drop_precopy(false); /* remove_images() below on failure */
 	if (ret) {
 		remove_images();
 		return -1;

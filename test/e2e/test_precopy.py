@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import APPS, alive, check_back, kill_tree, wait_gone, wait_report, wipe_after_dump
+from conftest import APPS, alive, check_back, kill_tree, mounted_tmpfs, wait_gone, wait_report, wipe_after_dump
 from criutree import request, rpc, swrk_call
 
 ROUNDS = int(os.environ.get("PRECOPY_ROUNDS", "25"))
@@ -264,3 +264,25 @@ def test_tar_failure_before_the_freeze_fails_the_dump(app, criu, workdir):
     assert not list(criu.images.glob("tmp-files*"))
     assert alive(app.pid)
     assert app.tick()["ticks"] == before["ticks"] + 1
+
+
+def test_failure_in_the_frozen_pass_leaves_no_archive(procs, criu, tmpdir_tmp):
+    """--tmp-file-auto over its limit fails the dump once the tree is
+    frozen, after the pre-copy archived the named path: the pre-copy's
+    archive is removed with the rest, and the tree runs on."""
+    from test_auto import Holder
+    named = tmpdir_tmp / "named"
+    named.mkdir()
+    (named / "data").write_bytes(os.urandom(64 << 10))
+    with mounted_tmpfs(tmpdir_tmp / "mnt", "16m") as mnt:
+        (mnt / "big").write_bytes(b"z" * (256 << 10))
+        h = Holder(procs, tmpdir_tmp / "holder.json", ["open:%s" % (mnt / "big")])
+        r = criu.dump(h.pid, "--tmp-file", str(named), "--tmp-file-precopy", "--tmp-file-auto",
+                      "--tmp-file-limit", "100K", "--leave-running")
+        assert r.returncode != 0
+        assert "Pre-copy: 2 of 2 entries archived" in r.log
+        assert "over --tmp-file-limit 102400" in r.log
+        assert not list(criu.images.glob("tmp-files*"))
+        assert alive(h.pid)
+        assert h.poke()
+
