@@ -782,6 +782,13 @@ out:
 }
 
 /*
+ * Restore reads the archive in records of 1 MiB, not tar's 10 KiB: every
+ * read and write is a system call, and 512 MiB in 10 KiB records took
+ * 105,000 of them, 0.3 s on a VM where one costs 2.5 us.
+ */
+#define TAR_READ_RECORD "--record-size=1M"
+
+/*
  * What tar would extract, read from its listing while tar writes it: as
  * many members as the manifest has entries, and no more bytes of regular
  * files than the manifest's. So a small archive cannot fill the disk
@@ -825,7 +832,7 @@ static int check_listing(int archive_fd, TmpFilesManifestEntry *me)
 		    dup2(log_get_fd(), 2) < 0 || close_fds(3))
 			_exit(1);
 		execlp("tar", "tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=escape",
-		       "--file=/proc/self/fd/0", NULL);
+		       "--file=/proc/self/fd/0", TAR_READ_RECORD, NULL);
 		_exit(1);
 	}
 	close(pfd[1]);
@@ -885,7 +892,7 @@ static int extract_archive(const char *stage, TmpFilesManifestEntry *me)
 
 	ret = cr_system(img_raw_fd(img), -1, -1, "tar",
 			/* A regular file: tar recognises the compression itself */
-			(char *[]){ "tar", "--extract", "--file=/proc/self/fd/0", "--directory", (char *)stage,
+			(char *[]){ "tar", "--extract", "--file=/proc/self/fd/0", TAR_READ_RECORD, "--directory", (char *)stage,
 				    "--numeric-owner", "--preserve-permissions", "--same-owner", "--xattrs",
 				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
 			0);
