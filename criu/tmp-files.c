@@ -789,6 +789,92 @@ out:
 #define TAR_READ_RECORD "--record-size=1M"
 
 /*
+ * Runs tar with the archive as its stdin and its errors in the log, and
+ * hands each line of its stdout to line() (with --verbose, one a member;
+ * with --quoting-style=escape a newline in a name is "\n"). line()
+ * returns non-zero to stop tar. Returns 0 when tar succeeded, 1 when
+ * line() stopped it, -1 when tar failed or could not run.
+ */
+static int tar_lines(int archive_fd, char *const argv[], int (*line)(void *ctx, char *line), void *ctx)
+{
+	sigset_t mask, oldmask;
+	int pfd[2], status, ret = 0;
+	size_t size = 0;
+	char *buf = NULL;
+	ssize_t len;
+	FILE *f;
+	pid_t pid;
+
+	/* As cr_system() does: restore's SIGCHLD handler must not reap tar */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	if (pipe2(pfd, O_CLOEXEC)) {
+		pr_perror("Can't run tar");
+		return -1;
+	}
+	sigprocmask(SIG_BLOCK, &mask, &oldmask); /* a valid how and set: can't fail */
+	pid = fork();
+	if (pid < 0) {
+		pr_perror("Can't run tar");
+		close(pfd[0]);
+		close(pfd[1]);
+		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		return -1;
+	}
+	if (!pid) {
+		sigemptyset(&mask);
+		if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(archive_fd, 0) < 0 || dup2(pfd[1], 1) < 0 ||
+		    dup2(log_get_fd(), 2) < 0 || close_fds(3))
+			_exit(1);
+		execvp("tar", argv);
+		_exit(1);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	while (f && !ret && (len = getline(&buf, &size, f)) > 0) {
+		if (buf[len - 1] == '\n')
+			buf[len - 1] = '\0';
+		ret = line(ctx, buf) ? 1 : 0;
+	}
+	if (ret)
+		kill(pid, SIGKILL);
+	/* Closed before waiting: a tar with more to say gets EPIPE, not a stuck pipe */
+	if (f)
+		fclose(f);
+	else
+		close(pfd[0]);
+	free(buf);
+	if (waitpid(pid, &status, 0) != pid) {
+		pr_perror("Can't wait for tar");
+		ret = -1;
+	} else if (!ret && (!WIFEXITED(status) || WEXITSTATUS(status))) {
+		pr_err("tar %s %d\n", WIFEXITED(status) ? "exited with" : "was killed by signal",
+		       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		ret = -1;
+	}
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	return ret;
+}
+
+/* What the listing said so far, against the manifest */
+struct listing {
+	TmpFilesManifestEntry *me;
+	unsigned long long bytes, want_bytes, members;
+};
+
+static int listing_line(void *ctx, char *line)
+{
+	struct listing *l = ctx;
+	unsigned long long size;
+
+	/* The mode and the size start the line */
+	l->members++;
+	if (line[0] == '-' && sscanf(line, "%*s %*s %llu", &size) == 1)
+		l->bytes += size;
+	return l->members > l->me->n_entries || l->bytes > l->want_bytes;
+}
+
+/*
  * What tar would extract, read from its listing while tar writes it: as
  * many members as the manifest has entries, and no more bytes of regular
  * files than the manifest's. So a small archive cannot fill the disk
@@ -797,76 +883,27 @@ out:
  */
 static int check_listing(int archive_fd, TmpFilesManifestEntry *me)
 {
-	unsigned long long bytes = 0, want_bytes = 0, members = 0;
-	char line[64];
-	sigset_t mask, oldmask;
+	struct listing l = { .me = me };
 	size_t i;
-	int pfd[2], status, ret = 0;
-	bool eol = true;
-	FILE *f;
-	pid_t pid;
+	int ret;
 
 	for (i = 0; i < me->n_entries; i++)
 		if (me->entries[i]->type == TMP_FILE_ENTRY__KIND__REG)
-			want_bytes += me->entries[i]->size;
+			l.want_bytes += me->entries[i]->size;
 
-	/* As cr_system() does: restore's SIGCHLD handler must not reap tar */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	if (pipe2(pfd, O_CLOEXEC) || sigprocmask(SIG_BLOCK, &mask, &oldmask)) {
-		pr_perror("Can't list the --tmp-file archive");
-		return -1;
-	}
-	pid = fork();
-	if (pid < 0) {
-		pr_perror("Can't list the --tmp-file archive");
-		close(pfd[0]);
-		close(pfd[1]);
-		sigprocmask(SIG_SETMASK, &oldmask, NULL);
-		return -1;
-	}
-	if (!pid) {
-		sigemptyset(&mask);
-		/* One line a member: names are escaped (a newline is "\\n"); errors to the log */
-		if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(archive_fd, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(log_get_fd(), 2) < 0 || close_fds(3))
-			_exit(1);
-		execlp("tar", "tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=escape",
-		       "--file=/proc/self/fd/0", TAR_READ_RECORD, NULL);
-		_exit(1);
-	}
-	close(pfd[1]);
-	f = fdopen(pfd[0], "r");
-	while (f && !ret && fgets(line, sizeof(line), f)) {
-		/* The mode and the size start the line: its first bytes are enough */
-		if (eol) {
-			unsigned long long size;
-
-			members++;
-			if (line[0] == '-' && sscanf(line, "%*s %*s %llu", &size) == 1)
-				bytes += size;
-			if (members > me->n_entries || bytes > want_bytes)
-				ret = -1;
-		}
-		eol = strchr(line, '\n') != NULL;
-	}
-	if (ret)
-		kill(pid, SIGKILL);
-	if (f)
-		fclose(f);
-	else
-		close(pfd[0]);
-	i = waitpid(pid, &status, 0) != pid;
-	sigprocmask(SIG_SETMASK, &oldmask, NULL);
-	if (i || (!ret && (!WIFEXITED(status) || WEXITSTATUS(status)))) {
+	ret = tar_lines(archive_fd,
+			(char *[]){ "tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=escape",
+				    "--file=/proc/self/fd/0", TAR_READ_RECORD, NULL },
+			listing_line, &l);
+	if (ret < 0) {
 		pr_err("The --tmp-file archive %s is damaged: tar cannot list it, no file was restored\n",
 		       imgset_template[CR_FD_TMP_FILES].fmt);
 		return -1;
 	}
-	if (ret || members != me->n_entries) {
+	if (ret || l.members != me->n_entries) {
 		pr_err("The --tmp-file archive lists %s%llu members and %s%llu bytes, its manifest %zu and %llu: "
 		       "refusing to extract it\n",
-		       ret ? "over " : "", members, ret ? "over " : "", bytes, me->n_entries, want_bytes);
+		       ret ? "over " : "", l.members, ret ? "over " : "", l.bytes, me->n_entries, l.want_bytes);
 		return -1;
 	}
 	return 0;
