@@ -11,7 +11,8 @@
  * for it.
  *
  * Restore: before any task is created, the archive is extracted into a
- * staging directory and checked against the manifest; the entries are
+ * staging directory and checked against the manifest, each file's
+ * content checksum taken as soon as tar is done with it; the entries are
  * then put in place by directory fds (tmp-files-place.c).
  */
 
@@ -909,8 +910,80 @@ static int check_listing(int archive_fd, TmpFilesManifestEntry *me)
 	return 0;
 }
 
-static int extract_archive(const char *stage, TmpFilesManifestEntry *me)
+/* A name as tar prints it with --quoting-style=escape, back to its bytes; -1 if it can't be */
+static int tar_unescape(const char *in, char *out, size_t size)
 {
+	static const char escapes[] = "a\ab\bf\fn\nr\rt\tv\v\\\\";
+	size_t n = 0;
+
+	while (*in) {
+		char c = *in++;
+
+		if (c == '\\') {
+			const char *e = *in ? strchr(escapes, *in) : NULL;
+
+			if (in[0] >= '0' && in[0] <= '3' && in[1] >= '0' && in[1] <= '7' && in[2] >= '0' && in[2] <= '7') {
+				c = (in[0] - '0') << 6 | (in[1] - '0') << 3 | (in[2] - '0');
+				in += 3;
+			} else if (e && (e - escapes) % 2 == 0) {
+				c = e[1];
+				in++;
+			} else {
+				return -1;
+			}
+		}
+		if (!c || n + 1 >= size)
+			return -1;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/*
+ * tar --verbose names a member when it starts on it, so the one named
+ * before is complete: its content checksum is taken then, while tar
+ * writes the next and the data is fresh in the page cache, and the
+ * extracted files are not read a second time (tmp_files_check_staged()).
+ * A name that is not one of the manifest's, or comes twice, may have
+ * changed a file already summed: then every file is read again.
+ */
+struct extraction {
+	int stage_fd;
+	TmpFilesManifestEntry *me;
+	struct tmp_files_sum *sums;
+	bool distrust;
+	char done[PATH_MAX]; /* the member named last, as the manifest names it, or "" */
+};
+
+static void sum_done(struct extraction *x)
+{
+	if (x->done[0] && tmp_files_sum_staged(x->stage_fd, x->me, x->sums, x->done))
+		x->distrust = true;
+	x->done[0] = '\0';
+}
+
+static int extraction_line(void *ctx, char *line)
+{
+	struct extraction *x = ctx;
+	size_t len;
+
+	sum_done(x);
+	x->done[0] = '/';
+	if (tar_unescape(line, x->done + 1, sizeof(x->done) - 1)) {
+		x->done[0] = '\0';
+		x->distrust = true;
+	}
+	len = strlen(x->done);
+	if (len > 1 && x->done[len - 1] == '/') /* a directory */
+		x->done[len - 1] = '\0';
+	return 0;
+}
+
+static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
+			   struct tmp_files_sum *sums)
+{
+	struct extraction x = { .stage_fd = stage->fd, .me = me, .sums = sums };
 	struct cr_img *img;
 	int ret;
 
@@ -927,23 +1000,32 @@ static int extract_archive(const char *stage, TmpFilesManifestEntry *me)
 		return -1;
 	}
 
-	ret = cr_system(img_raw_fd(img), -1, -1, "tar",
+	ret = tar_lines(img_raw_fd(img),
 			/* A regular file: tar recognises the compression itself */
-			(char *[]){ "tar", "--extract", "--file=/proc/self/fd/0", TAR_READ_RECORD, "--directory", (char *)stage,
-				    "--numeric-owner", "--preserve-permissions", "--same-owner", "--xattrs",
-				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
-			0);
+			(char *[]){ "tar", "--extract", "--verbose", "--quoting-style=escape", "--file=/proc/self/fd/0",
+				    TAR_READ_RECORD, "--directory", (char *)stage->path, "--numeric-owner",
+				    "--preserve-permissions", "--same-owner", "--xattrs", "--xattrs-include=*", "--acls",
+				    "--no-unquote", "--no-wildcards", NULL },
+			extraction_line, &x);
 	close_image(img);
-	if (ret)
+	if (ret) {
 		pr_err("The --tmp-file archive %s is damaged: tar failed, no file was restored\n",
 		       imgset_template[CR_FD_TMP_FILES].fmt);
-	return ret;
+		return -1;
+	}
+	sum_done(&x);
+	if (x.distrust) {
+		pr_info("tar named a member twice, or one the manifest does not have: every file is read again\n");
+		memset(sums, 0, me->n_entries * sizeof(*sums));
+	}
+	return 0;
 }
 
 /* Put the saved files back under root ("" for "/") */
 static int restore_into(const char *root)
 {
 	TmpFilesManifestEntry *me = NULL;
+	struct tmp_files_sum *sums = NULL;
 	struct tmp_files_stage stage;
 	struct cr_img *img;
 	int root_fd, ret;
@@ -967,6 +1049,9 @@ static int restore_into(const char *root)
 	}
 	if (tmp_files_check_manifest(me))
 		goto out;
+	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);
+	if (!sums)
+		goto out;
 	/* Before extracting: a missing program is not a damaged archive */
 	if (check_programs(&compressors[me->compression ? compressor_index(me->compression) : TMP_FILES_NONE],
 			   true))
@@ -980,13 +1065,14 @@ static int restore_into(const char *root)
 		goto close_root;
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(stage.path, me) ?: tmp_files_check_staged(stage.path, me) ?:
-											  tmp_files_place(root_fd, stage.fd, me);
+	ret = extract_archive(&stage, me, sums) ?: tmp_files_check_staged(stage.path, me, sums) ?:
+												  tmp_files_place(root_fd, stage.fd, me);
 
 	tmp_files_stage_remove(&stage);
 close_root:
 	close(root_fd);
 out:
+	xfree(sums);
 	tmp_files_manifest_entry__free_unpacked(me, NULL);
 	return ret;
 }
