@@ -488,6 +488,21 @@ def targets(s, cases, variants, m):
         lines.append("- %s: `%s` added frozen time ≤ %.1fx plain copy at 128 and 512 MiB: %s "
                      "(not judged: %s)" % (res(ok), v, limit, ", ".join(parts), info))
 
+    # Restore: what criu restore -d takes more with the files to put back
+    # than without (both medians), against the same plain copy.
+    def restore_added(c, v):
+        a = s[c][v]["restore_ms"] - s[c]["without"]["restore_ms"]
+        return a, a / s[c]["copy"]["added_ms"]
+    for v in ("none", "zstd"):
+        parts, ok = [], bool(big)
+        for c in big:
+            a, r = restore_added(c, v)
+            ok = ok and r <= 1.3
+            parts.append("%s %.0f ms %.2fx" % (c, a, r))
+        info = ", ".join("%s %.0f ms %.2fx" % ((c,) + restore_added(c, v)) for c in other)
+        lines.append("- %s: `%s` added restore time (restore − restore without --tmp-file) ≤ 1.3x plain copy "
+                     "at 128 and 512 MiB: %s (not judged: %s)" % (res(ok), v, ", ".join(parts), info))
+
     def img(c):
         z, g = s[c]["zstd"]["image_bytes"], s[c]["gzip"]["image_bytes"]
         return z <= g, "%s %.1f/%.1f KiB" % (c, z / 1024, g / 1024)
