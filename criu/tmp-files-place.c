@@ -79,7 +79,7 @@ struct place_ctx {
 	char *buf;
 };
 
-static int open_beneath(int dfd, const char *path, int flags)
+int tmp_files_open_beneath(int dfd, const char *path, int flags)
 {
 	struct open_how how = {
 		.flags = flags | O_NOFOLLOW | O_CLOEXEC,
@@ -100,7 +100,7 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 	dir = xsprintf("%.*s", (int)(slash > path ? slash - path - 1 : 0), path + 1);
 	if (!dir)
 		return -1;
-	fd = open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY);
+	fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY);
 	if (fd < 0)
 		pr_perror("Can't open the directory of %s (a symlink or something else on the way?)", path);
 	xfree(dir);
@@ -176,7 +176,7 @@ static int enter_parent(struct place_ctx *ctx, int dfd, const char *name, const 
 		pr_perror("Can't create directory %s", dir);
 		goto out;
 	}
-	fd = open_beneath(dfd, name, O_PATH | O_DIRECTORY);
+	fd = tmp_files_open_beneath(dfd, name, O_PATH | O_DIRECTORY);
 	if (fd < 0)
 		pr_perror("Can't restore %s: %s is not a directory", path, dir);
 	else if (fstat(fd, &st) || check_dir_owner(dir, &st, owner, path))
@@ -193,7 +193,7 @@ static int prepare_parents(struct place_ctx *ctx, const char *path, uid_t owner)
 	char comp[NAME_MAX + 1];
 	int dfd, fd;
 
-	dfd = open_beneath(ctx->root_fd, "", O_PATH | O_DIRECTORY);
+	dfd = tmp_files_open_beneath(ctx->root_fd, "", O_PATH | O_DIRECTORY);
 	if (dfd < 0) {
 		pr_perror("Can't open the restore root");
 		return -1;
@@ -745,7 +745,7 @@ static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 	int src, dst, ret = -1;
 
 	src = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	dst = open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY);
+	dst = tmp_files_open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY);
 	if (src < 0 || dst < 0)
 		pr_perror("Can't open %s to set its owner, mode and times", p->path);
 	else
@@ -937,7 +937,7 @@ static int stage_in(int root_fd, const char *in, struct tmp_files_stage *s)
 {
 	int i;
 
-	s->parent_fd = open_beneath(root_fd, in, O_RDONLY | O_DIRECTORY);
+	s->parent_fd = tmp_files_open_beneath(root_fd, in, O_RDONLY | O_DIRECTORY);
 	if (s->parent_fd < 0)
 		return -1;
 	remove_stale_stages(s->parent_fd);

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/types.h>
 
 #include "common/list.h"
@@ -73,7 +74,27 @@ extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tm
 extern int tmp_files_wait_manifest(pid_t pid);
 extern int tmp_files_write_manifest(struct TmpFilesManifestEntry *me, bool replace);
 extern int tmp_files_check_manifest(struct TmpFilesManifestEntry *me);
-extern int tmp_files_check_staged(const char *stage, struct TmpFilesManifestEntry *me);
+
+/*
+ * The content checksum of an extracted regular file, taken while tar
+ * extracts the next one, and the file it was read from; one a manifest
+ * entry, in me->entries' order. check_staged() uses it for a file that
+ * is still that one (same inode, size and ctime), and reads any other.
+ */
+struct tmp_files_sum {
+	bool named; /* tar extracted the entry's member */
+	bool taken; /* and sum is its checksum */
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec ctime;
+	uint64_t sum;
+};
+
+extern int tmp_files_sum_staged(int stage_fd, struct TmpFilesManifestEntry *me, struct tmp_files_sum *sums,
+				const char *path);
+extern int tmp_files_check_staged(const char *stage, struct TmpFilesManifestEntry *me,
+				  const struct tmp_files_sum *sums);
 
 /*
  * A walk of the tree at path (a buffer of PATH_MAX, the first len bytes
@@ -118,6 +139,8 @@ struct tmp_files_stage {
 extern int tmp_files_stage_make(int root_fd, const char *root, struct TmpFilesManifestEntry *me,
 				struct tmp_files_stage *s);
 extern void tmp_files_stage_remove(struct tmp_files_stage *s);
+/* openat2() beneath dfd, no symlink on the way */
+extern int tmp_files_open_beneath(int dfd, const char *path, int flags);
 /* me->entries sorted by path: check_staged() did it */
 extern int tmp_files_place(int root_fd, int stage_fd, struct TmpFilesManifestEntry *me);
 

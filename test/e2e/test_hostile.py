@@ -141,6 +141,31 @@ def xattr_added(c):
     rewrite_archive(c.images, lambda ms: list(change(ms)))
 
 
+def member_twice(c):
+    """app.conf twice, the second copy changed (state dropped, so that the
+    listing has as many members and no more bytes): its checksum, taken
+    when tar finished the first copy, must not stand for the second."""
+    def change(ms):
+        for m, data in ms:
+            if m.name.endswith("/state"):
+                continue
+            yield m, data
+            if m.name.endswith("app.conf"):
+                yield m, b"mode=evil\n"  # same size
+    rewrite_archive(c.images, lambda ms: list(change(ms)))
+
+
+def member_renamed(c):
+    """state under a name the manifest does not have (as many members, as
+    many bytes)."""
+    def change(ms):
+        for m, data in ms:
+            if m.name.endswith("/state"):
+                m.name = m.name[:-len("state")] + "planted"
+            yield m, data
+    rewrite_archive(c.images, lambda ms: list(change(ms)))
+
+
 def gzip_bomb(c):
     """Finding 5 of issue 12: a small image that extracts to much more (here
     64 MiB of zeros in place of app.conf, a few hundred KB compressed)."""
@@ -173,6 +198,8 @@ CASES = [
     (hardlink_to_a_symlink, "refusing to restore"),
     (xattr_added, "app.conf (xattrs)"),
     (gzip_bomb, "refusing to extract it"),
+    (member_twice, "app.conf (content checksum)"),
+    (member_renamed, "planted, which is not in its manifest"),
 ]
 
 
@@ -192,6 +219,9 @@ def test_hostile_image_is_refused(app, criu, tmpdir_tmp, edit, message):
     r = criu.restore()
     assert r.returncode != 0
     assert message in r.errors(), r
+    if edit in (member_twice, member_renamed):
+        # tar named app.conf twice, or planted: no checksum taken while extracting counts
+        assert "every file is read again" in r.log
     assert snapshot(app.dir, outside) == before
     assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu")]
     # No task was created: the pid never came back.
