@@ -56,6 +56,7 @@ struct seen_file {
 	struct rb_node node; /* by st_dev, st_ino: hardlinks */
 	TmpFileEntry *e;
 	struct stat st;
+	bool precopied; /* its member is the pre-copy's: tar does not read it now */
 	struct seen_file *next;
 };
 
@@ -147,8 +148,8 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	char target[PATH_MAX];
 	ssize_t len;
 
-	/* What tar archives with --xattrs --acls; symlinks' are left out */
-	if (!S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+	/* What tar archives with --xattrs --acls; symlinks' are left out. With a pre-copy: sort_out() */
+	if (!w->pc && !S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
 		return -1;
 
 	e->mode = st->st_mode & 07777;
@@ -199,29 +200,36 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	}
 }
 
-/* The names of a directory are read before going down: one fd is open at any depth */
-int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool racy)
-{
-	char **names = NULL;
-	size_t nr = 0, i;
-	struct dirent *de;
+/* A child of a directory: its name, and its lstat() by the directory's fd */
+struct walk_child {
+	char *name;
 	struct stat st;
+};
+
+static bool gone(bool racy)
+{
+	return racy && (errno == ENOENT || errno == ENOTDIR);
+}
+
+/*
+ * The children of a directory are listed and stat()ed through its fd,
+ * which is closed before going down: one fd is open at any depth.
+ */
+static int walk_at(char *path, size_t len, const struct stat *st, tmp_files_walk_fn fn, void *ctx, bool racy)
+{
+	struct walk_child *kids = NULL;
+	size_t nr = 0, size = 0, i;
+	struct dirent *de;
 	int ret;
 	DIR *d;
 
-	if (lstat(path, &st)) {
-		if (racy && (errno == ENOENT || errno == ENOTDIR))
-			return 0;
-		pr_perror("Can't stat %s", path);
-		return -1;
-	}
-	ret = fn(ctx, path, len, &st);
-	if (ret || !S_ISDIR(st.st_mode))
+	ret = fn(ctx, path, len, st);
+	if (ret || !S_ISDIR(st->st_mode))
 		return ret < 0 ? -1 : 0;
 
 	d = opendir(path);
 	if (!d) {
-		if (racy && (errno == ENOENT || errno == ENOTDIR))
+		if (gone(racy))
 			return 0;
 		pr_perror("Can't open %s", path);
 		return -1;
@@ -229,28 +237,52 @@ int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool
 	while (!ret && (de = readdir(d))) {
 		if (dir_dots(de))
 			continue;
-		ret = xrealloc_safe(&names, (nr + 1) * sizeof(*names));
-		if (!ret && !(names[nr++] = xstrdup(de->d_name)))
+		if (nr == size) {
+			size = size * 2 ?: 16;
+			ret = xrealloc_safe(&kids, size * sizeof(*kids));
+			if (ret)
+				break;
+		}
+		if (fstatat(dirfd(d), de->d_name, &kids[nr].st, AT_SYMLINK_NOFOLLOW)) {
+			if (gone(racy))
+				continue;
+			pr_perror("Can't stat %s/%s", path, de->d_name);
 			ret = -1;
+		} else if (!(kids[nr++].name = xstrdup(de->d_name))) {
+			ret = -1;
+		}
 	}
 	closedir(d);
 
 	for (i = 0; i < nr; i++) {
 		if (!ret) {
-			int n = snprintf(path + len, PATH_MAX - len, "/%s", names[i]);
+			int n = snprintf(path + len, PATH_MAX - len, "/%s", kids[i].name);
 
 			if (n >= PATH_MAX - len) {
 				pr_err("A path in %s is too long\n", path);
 				ret = -1;
 			} else {
-				ret = tmp_files_walk(path, len + n, fn, ctx, racy);
+				ret = walk_at(path, len + n, &kids[i].st, fn, ctx, racy);
 			}
 			path[len] = '\0';
 		}
-		xfree(names[i]);
+		xfree(kids[i].name);
 	}
-	xfree(names);
+	xfree(kids);
 	return ret;
+}
+
+int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool racy)
+{
+	struct stat st;
+
+	if (lstat(path, &st)) {
+		if (gone(racy))
+			return 0;
+		pr_perror("Can't stat %s", path);
+		return -1;
+	}
+	return walk_at(path, len, &st, fn, ctx, racy);
 }
 
 /* With a pre-copy: keep its member of the entry, or list the entry for tar */
@@ -258,16 +290,19 @@ static int sort_out(struct manifest_walk *w, TmpFileEntry *e, const struct stat 
 {
 	size_t len = strlen(e->path);
 	uint64_t sum;
-	const char *why = tmp_files_precopy_changed(w->pc, e->path, st, &sum);
+	const char *why = tmp_files_precopy_changed(w->pc, e->path, st, &sum, e);
 
 	if (!why) {
 		if (e->type == TMP_FILE_ENTRY__KIND__REG) {
 			e->content_xxh64 = sum;
 			e->has_content_xxh64 = true;
+			w->first->precopied = true; /* its seen_file: first_link() just added it */
 		}
 		return 0;
 	}
 	pr_debug("Pre-copy: %s archived again: %s\n", e->path, why);
+	if (!S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+		return -1;
 	w->nr_delta++;
 	/* Relative to the root, with the '\0' that ends the name */
 	if (write_all(w->names_fd, e->path + 1, len) != len) {
@@ -325,7 +360,9 @@ static int collect_manifest(struct manifest_walk *w)
  * unchanged since before tar started (since), so that the manifest
  * describes the bytes in the archive. A writer outside the frozen tree
  * makes the dump fail here, naming the file, rather than make images
- * that every restore refuses.
+ * that every restore refuses. A file the pre-copy archived and the walk
+ * kept is not read now: its member and its checksum are of the content
+ * the walk found.
  */
 static int check_unchanged(struct manifest_walk *w, const struct timespec *since)
 {
@@ -334,6 +371,8 @@ static int check_unchanged(struct manifest_walk *w, const struct timespec *since
 	for (f = w->first; f; f = f->next) {
 		struct stat now;
 
+		if (f->precopied)
+			continue;
 		snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, f->e->path);
 		if (lstat(w->path, &now) || seen_cmp(&now, &f->st) || now.st_size != f->st.st_size ||
 		    now.st_ctim.tv_sec != f->st.st_ctim.tv_sec || now.st_ctim.tv_nsec != f->st.st_ctim.tv_nsec ||

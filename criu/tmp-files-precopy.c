@@ -35,10 +35,13 @@
 #include <sys/wait.h>
 
 #include "log.h"
+#include "protobuf.h"
 #include "pstree.h"
 #include "tmp-files.h"
 #include "util.h"
 #include "xmalloc.h"
+
+#include "images/tmp-file.pb-c.h"
 
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
@@ -49,6 +52,8 @@
 struct precopied {
 	char *path; /* "/tmp/x" */
 	struct stat st;
+	TmpFileEntry xattrs; /* its xattrs (n_xattrs, xattrs), for the manifest if it is kept */
+	bool has_xattrs;
 	off_t start, end;	/* of its member, pax header included; end == 0: none */
 	struct precopied *link; /* the member a hard link member points to */
 	bool kept;
@@ -105,11 +110,14 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 	}
 	f = &pc->files[pc->nr];
 	memset(f, 0, sizeof(*f));
+	tmp_file_entry__init(&f->xattrs);
 	f->path = xstrdup(path);
 	if (!f->path)
 		return -1;
 	f->st = *st;
 	pc->nr++;
+	/* Read now, not while frozen: a change to them changes the ctime */
+	f->has_xattrs = S_ISLNK(st->st_mode) || !tmp_files_get_xattrs(fpath, &f->xattrs);
 	return 0;
 }
 
@@ -451,11 +459,12 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
 
 /*
  * While frozen: is the pre-copy's member of path the entry st as it is
- * now? NULL if so: the member stays in the archive, and sum is the
- * content checksum of a regular file. Otherwise, why not.
+ * now? NULL if so: the member stays in the archive, sum is the content
+ * checksum of a regular file, and e gets the xattrs the pre-copy read.
+ * Otherwise, why not.
  */
 const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
-				      uint64_t *sum)
+				      uint64_t *sum, TmpFileEntry *e)
 {
 	struct precopied *f = find_file(pc, path);
 	const struct stat *was;
@@ -470,6 +479,8 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 	if (was->st_ctim.tv_sec > pc->start.tv_sec ||
 	    (was->st_ctim.tv_sec == pc->start.tv_sec && was->st_ctim.tv_nsec >= pc->start.tv_nsec))
 		return "its ctime is not older than the pre-copy: it may have changed in the same clock tick";
+	if (!f->has_xattrs)
+		return "its xattrs could not be read by the pre-copy";
 	if (S_ISREG(st->st_mode)) {
 		if (!pc->sums[f - pc->files].ok)
 			return "changed while the pre-copy read it";
@@ -477,6 +488,11 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 			return "mapped shared by the tree: writes through the mapping may leave the ctime as it was";
 		*sum = pc->sums[f - pc->files].sum;
 	}
+	/* Handed over to the manifest entry */
+	e->n_xattrs = f->xattrs.n_xattrs;
+	e->xattrs = f->xattrs.xattrs;
+	f->xattrs.n_xattrs = 0;
+	f->xattrs.xattrs = NULL;
 	f->kept = true;
 	pc->nr_kept++;
 	return NULL;
@@ -566,8 +582,14 @@ void tmp_files_precopy_free(struct tmp_files_precopy *pc)
 	}
 	if (pc->sums)
 		munmap(pc->sums, (pc->nr ?: 1) * sizeof(*pc->sums));
-	for (i = 0; i < pc->nr; i++)
+	for (i = 0; i < pc->nr; i++) {
+		size_t j;
+
+		for (j = 0; j < pc->files[i].xattrs.n_xattrs; j++)
+			tmp_file_xattr__free_unpacked(pc->files[i].xattrs.xattrs[j], NULL);
+		xfree(pc->files[i].xattrs.xattrs);
 		xfree(pc->files[i].path);
+	}
 	xfree(pc->files);
 	xfree(pc->members);
 	xfree(pc->shared);

@@ -114,7 +114,7 @@ extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_s
 extern int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd);
 extern int tmp_files_precopy_freeze(struct tmp_files_precopy *pc);
 extern const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
-					     uint64_t *sum);
+					     uint64_t *sum, struct TmpFileEntry *e);
 extern int tmp_files_precopy_compact(struct tmp_files_precopy *pc);
 extern int tmp_files_precopy_end(struct tmp_files_precopy *pc, bool appended);
 extern void tmp_files_precopy_free(struct tmp_files_precopy *pc);
