@@ -136,6 +136,32 @@ int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole)
  * without reading them, and zero blocks count as holes, so it depends on
  * the content only, not on where a filesystem keeps holes.
  */
+/* The same checksum of the size bytes at base in fd, read as they are (no holes) */
+int tmp_files_content_sum_at(int fd, off_t base, off_t size, uint64_t *sum)
+{
+	uint64_t acc = 0;
+	off_t off;
+	char *buf;
+
+	buf = xmalloc(SUM_BLOCK);
+	if (!buf)
+		return -1;
+	for (off = 0; off < size; off += SUM_BLOCK) {
+		ssize_t len = min_t(off_t, SUM_BLOCK, size - off);
+
+		if (pread(fd, buf, len, base + off) != len) {
+			pr_perror("Can't read");
+			xfree(buf);
+			return -1;
+		}
+		if (!all_zeros(buf, len))
+			acc = xxh64_chain(xxh64_chain(acc, off), tmp_files_xxh64(buf, len, 0));
+	}
+	xfree(buf);
+	*sum = xxh64_chain(acc, size);
+	return 0;
+}
+
 int tmp_files_content_sum(int fd, off_t size, uint64_t *sum)
 {
 	uint64_t acc = 0;

@@ -55,6 +55,7 @@ struct precopied {
 	TmpFileEntry xattrs; /* its xattrs (n_xattrs, xattrs), for the manifest if it is kept */
 	bool has_xattrs;
 	off_t start, end;	/* of its member, pax header included; end == 0: none */
+	off_t data, size;	/* a regular file's data in the archive; size < 0: sparse */
 	struct precopied *link; /* the member a hard link member points to */
 	bool kept;
 };
@@ -269,7 +270,7 @@ static struct precopied *member_file(struct tmp_files_precopy *pc, char *name)
 struct pax {
 	char *path, *sparse_name, *linkpath;
 	unsigned long long size;
-	bool has_size;
+	bool has_size, sparse;
 };
 
 static int parse_pax(char *buf, size_t size, struct pax *pax)
@@ -293,6 +294,8 @@ static int parse_pax(char *buf, size_t size, struct pax *pax)
 			pax->path = val;
 		else if (!strcmp(key, "GNU.sparse.name")) /* a sparse file's: path is made up */
 			pax->sparse_name = val;
+		if (!strncmp(key, "GNU.sparse.", 11))
+			pax->sparse = true;
 		else if (!strcmp(key, "linkpath"))
 			pax->linkpath = val;
 		else if (!strcmp(key, "size")) {
@@ -363,6 +366,8 @@ static int read_members(struct tmp_files_precopy *pc)
 			goto bad; /* tar archives only the listed names, once */
 		f->start = start;
 		f->end = off;
+		f->data = off - round_up(len, BLOCK);
+		f->size = pax.sparse ? -1 : len;
 		if (type == '1' && !(f->link = member_file(pc, link)))
 			goto bad;
 		pc->members[pc->nr_members++] = f;
@@ -377,6 +382,40 @@ bad:
 	return ret;
 }
 
+/*
+ * tar read the files by name, from the root of a tree that runs: had the
+ * tree swapped a directory on the way for a symlink (one to "/etc" leads
+ * out of /proc/PID/root), tar would have read another file than the one
+ * the walk and the checksum child saw. A member is kept only if its bytes
+ * are the ones the checksum child read from the walked inode. Sparse
+ * members (tar packs their data) are archived again while frozen.
+ */
+static int check_members(struct tmp_files_precopy *pc)
+{
+	size_t i;
+
+	for (i = 0; i < pc->nr_members; i++) {
+		struct precopied *f = pc->members[i];
+		struct precopy_sum *s = &pc->sums[f - pc->files];
+		uint64_t sum;
+
+		if (!S_ISREG(f->st.st_mode) || !s->ok || f->link)
+			continue;
+		if (f->size != f->st.st_size) {
+			s->ok = false;
+			continue;
+		}
+		if (tmp_files_content_sum_at(pc->fd, f->data, f->size, &sum))
+			return -1;
+		if (sum != s->sum) {
+			pr_warn("Pre-copy: the member of %s is not what the pre-copy read there: archived again\n",
+				f->path);
+			s->ok = false;
+		}
+	}
+	return 0;
+}
+
 /* Once tar is done with the archive in fd, still before the freeze */
 int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd)
 {
@@ -389,7 +428,7 @@ int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd)
 		return -1;
 	}
 	pc->sums_pid = -1;
-	if (read_members(pc))
+	if (read_members(pc) || check_members(pc))
 		return -1;
 	pr_info("Pre-copy: %zu of %zu entries archived\n", pc->nr_members, pc->nr);
 	return 0;

@@ -122,6 +122,7 @@ extern void tmp_files_precopy_free(struct tmp_files_precopy *pc);
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
 extern uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed);
 extern int tmp_files_content_sum(int fd, off_t size, uint64_t *sum);
+extern int tmp_files_content_sum_at(int fd, off_t base, off_t size, uint64_t *sum);
 extern int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole);
 
 /* tmp-files-hash.c: the xattrs of path into e (sorted by name), or compare them with e's */

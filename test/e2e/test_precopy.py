@@ -54,16 +54,29 @@ def kept(log):
     return int(m.group(1)), int(m.group(2)), again, int(m.group(3))
 
 
-def start_churn(procs, d, workdir):
-    ready = workdir / "churn.ready"
-    if ready.exists():
-        ready.unlink()
-    d.mkdir()
-    p = procs.start(["/usr/bin/python3", str(APPS / "churn.py"), str(d), str(ready)],
+def start_app(procs, app, arg, ready):
+    """apps/APP ARG READY, once it wrote its pid into READY"""
+    ready.unlink(missing_ok=True)
+    p = procs.start(["/usr/bin/python3", str(APPS / app), str(arg), str(ready)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_report(lambda: int(ready.read_text()), lambda pid: pid == p.pid,
-                "churn.py %d did not start" % p.pid, 20, popen=p)
+    # int() of an empty first line is a ValueError: not written yet
+    wait_report(lambda: int(ready.read_text().split("\n")[0]), lambda pid: pid == p.pid,
+                "%s %d did not start" % (app, p.pid), 20, popen=p)
     return p
+
+
+def restores_as_frozen(criu, procs, p, d, images=None):
+    """After a dump that killed p: d is the state at the freeze. Remove d,
+    restore with the tree left stopped (it would change d), and compare;
+    then kill the restored tree."""
+    frozen = state(d)
+    shutil.rmtree(d)
+    r = criu.restore("--leave-stopped", images=images)
+    assert r.returncode == 0, r
+    procs.track(p.pid)
+    assert state(d) == frozen
+    kill_tree(p.pid)
+    wait_gone(p.pid)
 
 
 @pytest.fixture(params=["tmpfs", "disk", "ramfs"])
@@ -92,26 +105,19 @@ def test_restore_gives_the_state_at_freeze(procs, criu, workdir, where):
     for i in range(ROUNDS):
         d = where / ("churn%d" % i)
         images = criu.images / str(i)
-        p = start_churn(procs, d, workdir)
+        d.mkdir()
+        p = start_app(procs, "churn.py", d, workdir / "churn.ready")
         time.sleep(0.05 * (i % 5))
         r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none",
                       images=images)
         assert r.returncode == 0, r
         p.wait(timeout=10)
-        frozen = state(d)
         k, n, again, m = kept(r.log)
         assert str(d / "static") not in again
         changed += n - k
         again_total += len(again)
         moved += m
-        shutil.rmtree(d)
-
-        r = criu.restore("--leave-stopped", images=images)
-        assert r.returncode == 0, r
-        procs.track(p.pid)
-        assert state(d) == frozen, "round %d" % i
-        kill_tree(p.pid)
-        wait_gone(p.pid)
+        restores_as_frozen(criu, procs, p, d, images)
         shutil.rmtree(images)
         shutil.rmtree(d)
     # The tree did change entries between the pre-copy and the freeze, and
@@ -130,10 +136,7 @@ def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
     d = tmpdir_tmp / "tree"
     d.mkdir()
     ready = workdir / "trigger.ready"
-    p = procs.start(["/usr/bin/python3", str(APPS / "trigger.py"), str(d), str(ready)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_report(lambda: int(ready.read_text().split()[0]), lambda pid: pid == p.pid,
-                "trigger.py %d did not start" % p.pid, 20, popen=p)
+    p = start_app(procs, "trigger.py", d, ready)
     time.sleep(0.05)  # every ctime older than the start of the pre-copy
     r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none")
     assert r.returncode == 0, r
@@ -144,12 +147,7 @@ def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
     assert {str(d / c) for c in changed} <= set(again), again
     assert not {str(d / c) for c in ("a/b", "a/b/c", "a/b/keep.bin", "e", "sym")} & set(again), again
     assert k == 6  # tree, a/b, a/b/c, a/b/keep.bin, e, sym
-    frozen = state(d)
-    shutil.rmtree(d)
-    r = criu.restore("--leave-stopped")
-    assert r.returncode == 0, r
-    procs.track(p.pid)
-    assert state(d) == frozen
+    restores_as_frozen(criu, procs, p, d)
 
 
 RACY = "its ctime is not older than the pre-copy: it may have changed in the same clock tick"
@@ -167,30 +165,18 @@ def test_rewritten_in_the_tick_the_precopy_reads_it(procs, criu, workdir, where,
     for i in range(ROUNDS):
         d = where / ("racy%d" % i)
         d.mkdir()
-        ready = workdir / "racy.ready"
-        ready.unlink(missing_ok=True)
-        p = procs.start(["/usr/bin/python3", str(APPS / "racy.py"), str(d / "file"), str(ready)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_report(lambda: int(ready.read_text()), lambda pid: pid == p.pid,
-                    "racy.py %d did not start" % p.pid, 20, popen=p)
+        p = start_app(procs, "racy.py", d / "file", workdir / "racy.ready")
         images = criu.images / str(i)
         r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none",
                       images=images)
         assert r.returncode == 0, r
         p.wait(timeout=10)
         racy += kept(r.log)[2].get(str(d / "file")) == RACY
-        frozen = state(d)
+        restores_as_frozen(criu, procs, p, d, images)
         shutil.rmtree(d)
-        r = criu.restore("--leave-stopped", images=images)
-        assert r.returncode == 0, r
-        procs.track(p.pid)
-        assert state(d) == frozen, "round %d" % i
-        kill_tree(p.pid)
-        wait_gone(p.pid)
-        shutil.rmtree(d)
-    # How often the ctime rule alone caught the last write: on ramfs, in
-    # about one round of 20 here (the pre-copy reads a file 4 to 8 ms
-    # after its lstat(), and a tick is 4 ms); never with multigrain times
+    # How often the ctime rule alone caught the last write: on ramfs,
+    # rarely here (the pre-copy reads a file 4 to 8 ms after its lstat(),
+    # and a tick is 4 ms); never with multigrain times
     print("%s: the ctime rule caught the last write in %d of %d rounds" % (request.node.name, racy, ROUNDS))
 
 
