@@ -399,8 +399,14 @@ static int check_members(struct tmp_files_precopy *pc)
 		struct precopy_sum *s = &pc->sums[f - pc->files];
 		uint64_t sum;
 
-		if (!S_ISREG(f->st.st_mode) || !s->ok || f->link)
+		if (!S_ISREG(f->st.st_mode) || !s->ok)
 			continue;
+		/* A hard link member: to a member of the same inode, checked for itself */
+		if (f->link) {
+			if (f->link->st.st_ino != f->st.st_ino || f->link->st.st_dev != f->st.st_dev)
+				s->ok = false;
+			continue;
+		}
 		if (f->size != f->st.st_size) {
 			s->ok = false;
 			continue;
