@@ -120,9 +120,10 @@ def test_restore_gives_the_state_at_freeze(procs, criu, workdir, where):
         restores_as_frozen(criu, procs, p, d, images)
         shutil.rmtree(images)
         shutil.rmtree(d)
-    # The tree did change entries between the pre-copy and the freeze, and
-    # kept members were moved over the members of changed ones
-    assert changed > ROUNDS and again_total >= changed and moved > 0, (changed, again_total, moved)
+    # The tree did change entries between the pre-copy and the freeze
+    # (whether kept members had to be moved depends on timing here: see
+    # test_tree_changed_between_the_passes)
+    assert changed > ROUNDS and again_total >= changed, (changed, again_total, moved)
 
 
 def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
@@ -132,7 +133,8 @@ def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
     directories whose entries changed) are archived again, the others
     kept, and the restored tree is the tree at the freeze: directory times
     included, although the kept members of a directory and the members
-    archived again for it are far apart in the archive."""
+    archived again for it are far apart in the archive, and kept members
+    were moved over dropped ones."""
     d = tmpdir_tmp / "tree"
     d.mkdir()
     ready = workdir / "trigger.ready"
@@ -142,7 +144,9 @@ def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
     assert r.returncode == 0, r
     p.wait(timeout=10)
     assert ready.read_text().split()[1:] == ["changed"]
-    k, n, again, _ = kept(r.log)
+    k, n, again, moved = kept(r.log)
+    # deep.txt, older than keep.bin, is dropped: the 1 MiB member moves down
+    assert moved >= 1 << 20, moved
     changed = {"0trigger", "a", "a/b/c/deep.txt", "a/new.txt", "d", "e/f.txt", "hl1", "a/hl2", "d/hl3"}
     assert {str(d / c) for c in changed} <= set(again), again
     assert not {str(d / c) for c in ("a/b", "a/b/c", "a/b/keep.bin", "e", "sym")} & set(again), again
