@@ -172,7 +172,8 @@ static void sum_files(struct tmp_files_precopy *pc)
 		if (!S_ISREG(was->st_mode))
 			continue;
 		snprintf(pc->path, sizeof(pc->path), "%s%s", pc->set->proc_root, pc->files[i].path);
-		fd = open(pc->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		/* The tree runs: a fifo put there since must not block the child */
+		fd = open(pc->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0)
 			continue;
 		if (!fstat(fd, &st) && st.st_ino == was->st_ino && st.st_dev == was->st_dev &&
