@@ -5,10 +5,12 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 
 #include "common/compiler.h"
@@ -136,6 +138,29 @@ int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole)
  * without reading them, and zero blocks count as holes, so it depends on
  * the content only, not on where a filesystem keeps holes.
  */
+
+/*
+ * Open the regular file path (relative to dfd) that st describes, for
+ * reading: never through a symlink, never blocking (a fifo put there),
+ * and only if it is still that inode.
+ */
+int tmp_files_open_seen(int dfd, const char *path, const struct stat *st)
+{
+	struct stat now;
+	int fd;
+
+	fd = openat(dfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("Can't open %s", path);
+		return -1;
+	}
+	if (fstat(fd, &now) || !S_ISREG(now.st_mode) || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+		pr_err("%s was replaced by another file while it was read\n", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
 /* The same checksum of the size bytes at base in fd, read as they are (no holes) */
 int tmp_files_content_sum_at(int fd, off_t base, off_t size, uint64_t *sum)
 {

@@ -34,17 +34,19 @@
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
 
-/* The checksum of the file at path, as tmp_files_content_sum() makes it */
-static int content_xxh64(const char *path, off_t size, uint64_t *sum)
+/*
+ * The checksum of the regular file at path, which must be the inode st
+ * describes: another party may have put a fifo (open() would block) or
+ * another file there since it was stat'ed.
+ */
+static int content_xxh64(const char *path, const struct stat *st, uint64_t *sum)
 {
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW);
-	if (fd < 0) {
-		pr_perror("Can't open %s", path);
+	fd = tmp_files_open_seen(AT_FDCWD, path, st);
+	if (fd < 0)
 		return -1;
-	}
-	ret = tmp_files_content_sum(fd, size, sum);
+	ret = tmp_files_content_sum(fd, st->st_size, sum);
 	if (ret)
 		pr_err("Can't read %s\n", path);
 	close(fd);
@@ -126,11 +128,9 @@ static int add_checksum(TmpFileEntry *e, const char *fpath, const struct stat *s
 	struct stat now;
 	int fd, ret;
 
-	fd = open(fpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		pr_perror("Can't open %s", e->path);
+	fd = tmp_files_open_seen(AT_FDCWD, fpath, st);
+	if (fd < 0)
 		return -1;
-	}
 	ret = tmp_files_content_sum(fd, st->st_size, &e->content_xxh64);
 	if (!ret && (fstat(fd, &now) || now.st_size != st->st_size ||
 		     now.st_ctim.tv_sec != st->st_ctim.tv_sec || now.st_ctim.tv_nsec != st->st_ctim.tv_nsec)) {
@@ -508,6 +508,7 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files
 		_exit(1);
 	me.n_paths = set->nr;
 	me.paths = set->paths;
+	me.root = strcmp(set->root, "/") ? (char *)set->root : NULL;
 	me.format = "posix";
 	me.compression = "none";
 	me.n_entries = w.nr;
@@ -606,7 +607,7 @@ static const char *entry_mismatch(struct staged *sg, const TmpFileEntry *e, cons
 			sum = s->sum;
 		} else {
 			sg->read_again++;
-			if (content_xxh64(fpath, st->st_size, &sum))
+			if (content_xxh64(fpath, st, &sum))
 				return "content checksum";
 		}
 		if (sum != e->content_xxh64)
@@ -693,8 +694,15 @@ static int check_manifest(struct staged *sg)
 			return -1;
 		}
 	}
-	for (i = 1; i < sg->nr_entries; i++) {
-		if (!strcmp(sg->entries[i - 1]->path, sg->entries[i]->path)) {
+	for (i = 0; i < sg->nr_entries; i++) {
+		TmpFileEntry *e = sg->entries[i];
+
+		/* A device node made by root and owned by a user is a way into the host */
+		if (e->type == TMP_FILE_ENTRY__KIND__CHR || e->type == TMP_FILE_ENTRY__KIND__BLK) {
+			pr_err("The --tmp-file manifest has a device node %s: refusing to restore\n", e->path);
+			return -1;
+		}
+		if (i && !strcmp(sg->entries[i - 1]->path, e->path)) {
 			pr_err("The --tmp-file manifest lists %s twice: refusing to restore\n", sg->entries[i]->path);
 			return -1;
 		}
@@ -765,21 +773,35 @@ int tmp_files_sum_staged(int stage_fd, TmpFilesManifestEntry *me, struct tmp_fil
 	return 0;
 }
 
-/* The extracted archive against the manifest, checked and sorted already */
-int tmp_files_check_staged(const char *stage, TmpFilesManifestEntry *me, const struct tmp_files_sum *sums)
+/*
+ * The extracted archive against the manifest, checked and sorted already.
+ * The stage is walked from its fd, as "." (its name is never used again):
+ * the working directory is changed meanwhile.
+ */
+int tmp_files_check_staged(int stage_fd, TmpFilesManifestEntry *me, const struct tmp_files_sum *sums)
 {
-	struct staged sg = { .stage_len = strlen(stage), .sums = sums };
-	char path[PATH_MAX];
+	struct staged sg = { .stage_len = 1, .sums = sums };
+	char path[PATH_MAX] = ".";
+	int cwd_fd, ret = -1;
 	size_t i;
-	int ret = -1;
 
 	staged_init(&sg, me);
 	sg.seen = xzalloc(sg.nr_entries + 1);
 	if (!sg.seen)
 		return -1;
-
-	if (__strlcpy(path, stage, sizeof(path)) >= sizeof(path) || tmp_files_walk(path, sg.stage_len, check_one_staged, &sg, false))
+	cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cwd_fd < 0 || fchdir(stage_fd)) {
+		pr_perror("Can't enter the staging directory");
 		goto out;
+	}
+	ret = tmp_files_walk(path, sg.stage_len, check_one_staged, &sg, false);
+	if (fchdir(cwd_fd)) {
+		pr_perror("Can't go back to the working directory");
+		ret = -1;
+	}
+	if (ret)
+		goto out;
+	ret = -1;
 	for (i = 0; i < sg.nr_entries; i++) {
 		if (!sg.seen[i]) {
 			pr_err("The --tmp-file archive lacks %s, which is in its manifest: refusing to restore\n",
@@ -791,6 +813,7 @@ int tmp_files_check_staged(const char *stage, TmpFilesManifestEntry *me, const s
 		sg.read_again);
 	ret = 0;
 out:
+	close_safe(&cwd_fd);
 	xfree(sg.seen);
 	return ret;
 }

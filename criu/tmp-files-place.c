@@ -64,6 +64,8 @@ struct placement {
 	bool exchanged; /* committed, the old target is at tmp now */
 	bool placed;	/* committed, nothing was there */
 	bool created;	/* a directory made by this restore */
+	dev_t dev;	/* of a directory in place, as prepare_dir() saw it */
+	ino_t ino;
 };
 
 struct place_ctx {
@@ -278,6 +280,7 @@ static bool unchanged(struct place_ctx *ctx, struct placement *p, int dfd, const
 {
 	const struct stat *st = &p->st;
 	char a[PATH_MAX], b[PATH_MAX];
+	struct stat now;
 	TmpFileEntry *e;
 	bool same = false;
 	int sfd, tfd;
@@ -301,7 +304,7 @@ static bool unchanged(struct place_ctx *ctx, struct placement *p, int dfd, const
 		return false;
 	tfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	sfd = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (tfd >= 0 && sfd >= 0) {
+	if (tfd >= 0 && sfd >= 0 && !fstat(tfd, &now) && now.st_dev == dst->st_dev && now.st_ino == dst->st_ino) {
 		uint64_t sum;
 
 		same = !tmp_files_content_sum(tfd, dst->st_size, &sum) && sum == e->content_xxh64 &&
@@ -405,16 +408,44 @@ static int copy_data(struct place_ctx *ctx, int in, int out, off_t size, const c
 	return 0;
 }
 
-/* The staging directory is on another filesystem: make a copy at dfd/tmp */
+/*
+ * The entry made at dfd/tmp, for its metadata to be set on the fd only:
+ * dfd may be a directory of the saved owner, who can put another file at
+ * tmp in between. It must be a new inode of root's of the type made.
+ */
+static int open_made(int dfd, const char *tmp, mode_t type, int flags, const char *path)
+{
+	struct stat st;
+	int fd;
+
+	fd = openat(dfd, tmp, flags | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("Can't open the new %s", path);
+		return -1;
+	}
+	if (fstat(fd, &st) || (st.st_mode & S_IFMT) != type || st.st_uid != geteuid() || st.st_nlink != 1) {
+		pr_err("Refusing to restore %s: what was made in its directory was replaced\n", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * The staging directory is on another filesystem: make a copy at
+ * dfd/tmp. Everything but making it is done on its fd (open_made()):
+ * nothing is changed by name in a directory another user may own.
+ */
 static int copy_entry(struct place_ctx *ctx, struct placement *p, int dfd)
 {
 	const char *rel = p->path + 1;
 	struct timespec times[2] = { p->st.st_atim, p->st.st_mtim };
 	char target[PATH_MAX];
 	int in = -1, out = -1, ret = -1;
+	mode_t type = p->st.st_mode & S_IFMT;
 	ssize_t len;
 
-	switch (p->st.st_mode & S_IFMT) {
+	switch (type) {
 	case S_IFREG:
 		in = openat(ctx->stage_fd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		out = openat(dfd, p->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -440,25 +471,38 @@ static int copy_entry(struct place_ctx *ctx, struct placement *p, int dfd)
 			pr_perror("Can't create symlink %s", p->path);
 			return -1;
 		}
-		break;
-	default:
-		if (mknodat(dfd, p->tmp, p->st.st_mode & ~07777, p->st.st_rdev)) {
+		/* The link itself, not what it points to */
+		out = open_made(dfd, p->tmp, type, O_PATH, p->path);
+		if (out < 0)
+			return -1;
+		if (fchownat(out, "", p->st.st_uid, p->st.st_gid, AT_EMPTY_PATH) ||
+		    utimensat(out, "", times, AT_EMPTY_PATH)) {
+			pr_perror("Can't set the owner or times of %s", p->path);
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	case S_IFIFO:
+		/* Opened for reading without blocking: the fifo itself, with no writer */
+		if (mknodat(dfd, p->tmp, S_IFIFO | 0600, 0)) {
 			pr_perror("Can't create %s", p->path);
 			return -1;
 		}
-		/* Not through a symlink: it was just made in a directory no one else may change */
-		if (fchmodat(dfd, p->tmp, p->st.st_mode & 07777, 0)) {
-			pr_perror("Can't set the mode of %s", p->path);
+		out = open_made(dfd, p->tmp, type, O_RDONLY | O_NONBLOCK, p->path);
+		if (out < 0)
 			return -1;
+		in = openat(ctx->stage_fd, rel, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+		if (in < 0) {
+			pr_perror("Can't open the staged %s", p->path);
+			goto out;
 		}
-		break;
-	}
-	if (fchownat(dfd, p->tmp, p->st.st_uid, p->st.st_gid, AT_SYMLINK_NOFOLLOW) ||
-	    utimensat(dfd, p->tmp, times, AT_SYMLINK_NOFOLLOW)) {
-		pr_perror("Can't set the owner or times of %s", p->path);
+		ret = copy_metadata(in, &p->st, out, p->path);
+		goto out;
+	default:
+		/* The manifest check refuses device nodes */
+		pr_err("Can't restore %s: not a file, directory, symlink or fifo\n", p->path);
 		return -1;
 	}
-	return 0;
 out:
 	close_safe(&in);
 	close_safe(&out);
@@ -615,15 +659,23 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 		return -1;
 	if (mkdirat(dfd, name, 0700) == 0) {
 		p->created = true;
-	} else if (errno != EEXIST || fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
+	} else if (errno != EEXIST) {
 		pr_perror("Can't create directory %s", p->path);
 		ret = -1;
-	} else if (!S_ISDIR(dst.st_mode)) {
+	}
+	if (!ret && fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
+		pr_perror("Can't stat directory %s", p->path);
+		ret = -1;
+	} else if (!ret && !S_ISDIR(dst.st_mode)) {
 		pr_err("Can't restore directory %s: something else is in its place\n", p->path);
 		ret = -1;
-	} else {
+	} else if (!ret && !p->created) {
 		/* Fixed in place at commit; what is in it is resolved through it */
 		ret = check_dir_owner(p->path, &dst, p->st.st_uid, p->path);
+	}
+	if (!ret) {
+		p->dev = dst.st_dev;
+		p->ino = dst.st_ino;
 	}
 	close(dfd);
 	if (ret)
@@ -742,12 +794,15 @@ static int commit_files(struct place_ctx *ctx)
 
 static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 {
+	struct stat st;
 	int src, dst, ret = -1;
 
 	src = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	dst = tmp_files_open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY);
 	if (src < 0 || dst < 0)
 		pr_perror("Can't open %s to set its owner, mode and times", p->path);
+	else if (fstat(dst, &st) || st.st_dev != p->dev || st.st_ino != p->ino)
+		pr_err("Can't set the owner, mode and times of %s: it was replaced during the restore\n", p->path);
 	else
 		ret = copy_metadata(src, &p->st, dst, p->path);
 	close_safe(&src);
@@ -932,28 +987,94 @@ static void remove_stale_stages(int dfd)
 	closedir(d);
 }
 
-/* A locked, private staging directory in the directory in (relative to root_fd) */
+/*
+ * A directory that only root can change: owned by root, not writable by
+ * group or others unless sticky. The overflow uid counts as root only in
+ * a restored user namespace (see owner_outside_userns()).
+ */
+static bool root_only_dir(const struct stat *st)
+{
+	return S_ISDIR(st->st_mode) && (st->st_uid == geteuid() || owner_outside_userns(st->st_uid)) &&
+	       (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
+}
+
+/*
+ * The dumped tree's chroot (me->root, "/srv/jail") under the restore root,
+ * as an fd: each directory on the way one that only root can change, so
+ * that no user can swap the tree's root for a directory of theirs.
+ */
+int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root)
+{
+	const char *name = tree_root + 1, *end;
+	int dfd, fd;
+
+	dfd = tmp_files_open_beneath(root_fd, "", O_PATH | O_DIRECTORY);
+	for (; dfd >= 0 && *name; name = *end ? end + 1 : end, dfd = fd) {
+		char comp[NAME_MAX + 1];
+		struct stat st;
+
+		end = strchrnul(name, '/');
+		if (end - name > NAME_MAX || end == name)
+			break;
+		memcpy(comp, name, end - name);
+		comp[end - name] = '\0';
+		fd = tmp_files_open_beneath(dfd, comp, O_PATH | O_DIRECTORY);
+		close(dfd);
+		if (fd >= 0 && (fstat(fd, &st) || !root_only_dir(&st))) {
+			pr_err("Refusing to restore the --tmp-file paths: %s%.*s, on the way to the tree's root %s, "
+			       "can be changed by uid %u (mode %#o)\n",
+			       root, (int)(end - tree_root), tree_root, tree_root, st.st_uid, st.st_mode & 07777);
+			close(fd);
+			return -1;
+		}
+	}
+	if (dfd < 0 || *name) {
+		pr_err("Refusing to restore the --tmp-file paths: they were saved under the tree's root %s, "
+		       "which is not a directory under %s/ (restore with the --root the tree had)\n",
+		       tree_root, root);
+		close_safe(&dfd);
+		return -1;
+	}
+	return dfd;
+}
+
+/*
+ * A locked, private staging directory in the directory in (relative to
+ * root_fd), which must be one that only root can change: then no other
+ * user can rename the stage, or put anything in its place, and nothing
+ * in it is reachable but through s->fd.
+ */
 static int stage_in(int root_fd, const char *in, struct tmp_files_stage *s)
 {
+	struct stat st;
 	int i;
 
 	s->parent_fd = tmp_files_open_beneath(root_fd, in, O_RDONLY | O_DIRECTORY);
 	if (s->parent_fd < 0)
 		return -1;
+	if (fstat(s->parent_fd, &st))
+		goto err;
+	if (!root_only_dir(&st)) {
+		pr_info("No staging directory in /%s: uid %u, mode %#o (not root's only)\n", in, st.st_uid,
+			st.st_mode & 07777);
+		errno = EPERM;
+		goto err;
+	}
 	remove_stale_stages(s->parent_fd);
 
 	for (i = 0; i < 100; i++) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		snprintf(s->name, sizeof(s->name), STAGE_PREFIX "%d.%lx", getpid(), ts.tv_nsec + i);
+		snprintf(s->name, sizeof(s->name), STAGE_PREFIX "%d.%lx", getpid(), (unsigned long)ts.tv_nsec + i);
 		if (!mkdirat(s->parent_fd, s->name, 0700))
 			break;
 		if (errno != EEXIST)
 			goto err;
 	}
 	s->fd = openat(s->parent_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->fd >= 0 && !flock(s->fd, LOCK_EX))
+	if (s->fd >= 0 && !fstat(s->fd, &st) && st.st_uid == geteuid() && !(st.st_mode & 077) &&
+	    !flock(s->fd, LOCK_EX))
 		return 0;
 	close_safe(&s->fd);
 	unlinkat(s->parent_fd, s->name, AT_REMOVEDIR);
@@ -962,49 +1083,60 @@ err:
 	return -1;
 }
 
+/* "tmp/app" of "/tmp/app/x", or NULL at the root */
+static char *parent_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash > path ? xsprintf("%.*s", (int)(slash - path - 1), path + 1) : NULL;
+}
+
 /*
  * The staging directory, mode 0700, flock()ed while this restore uses it,
- * so that one left by a killed restore is told from one in use. In
- * <root>/tmp when it can be made there (most saved files live there, and
- * moving is cheaper than copying), else next to or in a saved path (a
- * container with a read-only root and a writable /data), else in the root.
+ * so that one left by a killed restore is told from one in use. It is
+ * made in a directory that only root can change (root_only_dir()): the
+ * nearest such ancestor of a saved path (on its filesystem as a rule, so
+ * that placing is a rename), else <root>/tmp, else the root. Never in a
+ * directory another user owns: one that is not made refuses the restore.
  */
 int tmp_files_stage_make(int root_fd, const char *root, TmpFilesManifestEntry *me, struct tmp_files_stage *s)
 {
-	size_t i, n = me->n_paths;
+	size_t i;
+	char *in;
 
 	s->fd = s->parent_fd = -1;
-	/* tmp, the parent of every saved path, every saved path, the root */
-	for (i = 0; i <= 2 * n + 1; i++) {
-		const char *p = i && i <= 2 * n ? me->paths[(i - 1) % n] : NULL;
-		char *in;
-
-		if (i == 0)
-			in = xstrdup("tmp");
-		else if (i <= n)
-			in = xsprintf("%.*s", (int)max(strrchr(p, '/') - p - 1, 0L), p + 1);
-		else if (i <= 2 * n)
-			in = xstrdup(p + 1);
-		else
-			in = xstrdup("");
+	for (i = 0; i < me->n_paths; i++) {
+		for (in = parent_name(me->paths[i]); in; in = parent_name(s->where)) {
+			if (!stage_in(root_fd, in, s))
+				goto made;
+			snprintf(s->where, sizeof(s->where), "/%s", in);
+			xfree(in);
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		in = xstrdup(i ? "" : "tmp");
 		if (!in)
 			return -1;
-		if (!stage_in(root_fd, in, s)) {
-			snprintf(s->path, sizeof(s->path), "%s/%s%s%s", root, in, *in ? "/" : "", s->name);
-			xfree(in);
-			return 0;
-		}
-		pr_debug("No staging directory in %s/%s: %s\n", root, in, strerror(errno));
+		if (!stage_in(root_fd, in, s))
+			goto made;
 		xfree(in);
 	}
-	pr_perror("Can't create a staging directory under %s/ (read-only?)", root);
+	pr_err("Can't restore the --tmp-file paths: no directory under %s/ to stage them in that only root can "
+	       "change and write (a read-only root, or saved paths in directories of other users?); "
+	       "restore with --root, or make %s/tmp writable by root only (mode 1777 or 0755, owner root)\n",
+	       root, root);
 	return -1;
+made:
+	snprintf(s->where, sizeof(s->where), "%s/%s%s%s", root, in, *in ? "/" : "", s->name);
+	pr_info("Staging the --tmp-file archive in %s\n", s->where);
+	xfree(in);
+	return 0;
 }
 
 void tmp_files_stage_remove(struct tmp_files_stage *s)
 {
 	if (remove_tree(s->parent_fd, s->name))
-		pr_perror("Can't remove the staging directory %s", s->path);
+		pr_perror("Can't remove the staging directory %s", s->where);
 	close_safe(&s->fd);
 	close_safe(&s->parent_fd);
 }

@@ -173,9 +173,12 @@ static int parse_limit(const char *arg, size_t *size)
 	char *end;
 	int shift = 0;
 
+	/* Digits only: strtoull() would take " 12", "+12" and "-1" */
+	if (*arg < '0' || *arg > '9')
+		return -1;
 	errno = 0;
 	v = strtoull(arg, &end, 10);
-	if (end == arg || *arg == '-' || errno)
+	if (errno)
 		return -1;
 	if (*end == 'K')
 		shift = 10;
@@ -542,6 +545,27 @@ static int precopy(pid_t root_pid)
 }
 
 /*
+ * The root task's root, as a path in its mount namespace: "/", or the
+ * directory it is chrooted to. The saved paths are resolved in it, so
+ * restore must put them there too, not under the host's "/".
+ */
+static int tree_root(const char *proc_root, char *root)
+{
+	ssize_t len;
+
+	len = readlink(proc_root, root, PATH_MAX - 1);
+	if (len <= 0 || root[0] != '/') {
+		pr_perror("Can't read the root of the dumped tree %s", proc_root);
+		return -1;
+	}
+	root[len] = '\0';
+	if (strcmp(root, "/"))
+		pr_info("The dumped tree is chrooted to %s: the --tmp-file paths are saved as they are under it\n",
+			root);
+	return 0;
+}
+
+/*
  * Called before the tree is frozen: everything that can fail without the
  * frozen tree fails here, and the archive step only has to run tar.
  */
@@ -580,6 +604,8 @@ int tmp_files_prepare_dump(pid_t root_pid)
 		pr_perror("Can't open the root of the dumped tree %s", dump.set.proc_root);
 		goto err;
 	}
+	if (tree_root(dump.set.proc_root, dump.set.root))
+		goto err;
 
 	for (i = 0; i < nr; i++) {
 		struct stat st;
@@ -907,13 +933,14 @@ out:
 #define TAR_READ_RECORD "--record-size=1M"
 
 /*
- * Runs tar with the archive as its stdin and its errors in the log, and
+ * Runs tar with the archive as its stdin, its errors in the log and, if
+ * cwd_fd is not -1, that directory as its working directory, and
  * hands each line of its stdout to line() (with --verbose, one a member;
  * with --quoting-style=escape a newline in a name is "\n"). line()
  * returns non-zero to stop tar. Returns 0 when tar succeeded, 1 when
  * line() stopped it, -1 when tar failed or could not run.
  */
-static int tar_lines(int archive_fd, char *const argv[], int (*line)(void *ctx, char *line), void *ctx)
+static int tar_lines(int archive_fd, int cwd_fd, char *const argv[], int (*line)(void *ctx, char *line), void *ctx)
 {
 	sigset_t mask, oldmask;
 	int pfd[2], status, ret = 0;
@@ -942,7 +969,7 @@ static int tar_lines(int archive_fd, char *const argv[], int (*line)(void *ctx, 
 	if (!pid) {
 		sigemptyset(&mask);
 		if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(archive_fd, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(log_get_fd(), 2) < 0 || close_fds(3))
+		    dup2(log_get_fd(), 2) < 0 || (cwd_fd >= 0 && fchdir(cwd_fd)) || close_fds(3))
 			_exit(1);
 		execvp("tar", argv);
 		_exit(1);
@@ -978,6 +1005,7 @@ static int tar_lines(int archive_fd, char *const argv[], int (*line)(void *ctx, 
 struct listing {
 	TmpFilesManifestEntry *me;
 	unsigned long long bytes, want_bytes, members;
+	char bad_type; /* the type letter of a member no manifest entry can be */
 };
 
 static int listing_line(void *ctx, char *line)
@@ -985,10 +1013,24 @@ static int listing_line(void *ctx, char *line)
 	struct listing *l = ctx;
 	unsigned long long size;
 
-	/* The mode and the size start the line */
+	/*
+	 * The type letter, then the mode and the size start the line. Only
+	 * the types a manifest entry can be: GNU tar lists a contiguous
+	 * file as 'C' and extracts it as a regular one, and a device node
+	 * is never restored.
+	 */
 	l->members++;
-	if (line[0] == '-' && sscanf(line, "%*s %*s %llu", &size) == 1)
+	if (!line[0] || !strchr("-dlhp", line[0])) {
+		l->bad_type = line[0] ? line[0] : '?';
+		return 1;
+	}
+	if (line[0] == '-') {
+		if (sscanf(line, "%*s %*s %llu", &size) != 1) {
+			l->bad_type = line[0] ? line[0] : '?';
+			return 1;
+		}
 		l->bytes += size;
+	}
 	return l->members > l->me->n_entries || l->bytes > l->want_bytes;
 }
 
@@ -1009,13 +1051,19 @@ static int check_listing(int archive_fd, TmpFilesManifestEntry *me)
 		if (me->entries[i]->type == TMP_FILE_ENTRY__KIND__REG)
 			l.want_bytes += me->entries[i]->size;
 
-	ret = tar_lines(archive_fd,
+	ret = tar_lines(archive_fd, -1,
 			(char *[]){ "tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=escape",
 				    "--file=/proc/self/fd/0", TAR_READ_RECORD, NULL },
 			listing_line, &l);
 	if (ret < 0) {
 		pr_err("The --tmp-file archive %s is damaged: tar cannot list it, no file was restored\n",
 		       imgset_template[CR_FD_TMP_FILES].fmt);
+		return -1;
+	}
+	if (l.bad_type) {
+		pr_err("The --tmp-file archive has a member of type '%c', which its manifest cannot describe: "
+		       "refusing to extract it\n",
+		       l.bad_type);
 		return -1;
 	}
 	if (ret || l.members != me->n_entries) {
@@ -1122,9 +1170,10 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 	 * times and modes are set once every member is out: with a pre-copy,
 	 * a member may come after members outside its directory.
 	 */
-	ret = tar_lines(img_raw_fd(img),
+	/* In the stage, entered by its fd: its name is never used again */
+	ret = tar_lines(img_raw_fd(img), stage->fd,
 			(char *[]){ "tar", "--extract", "--verbose", "--quoting-style=escape", "--file=/proc/self/fd/0",
-				    TAR_READ_RECORD, "--directory", (char *)stage->path, "--numeric-owner",
+				    TAR_READ_RECORD, "--numeric-owner",
 				    "--preserve-permissions", "--same-owner", "--delay-directory-restore", "--xattrs",
 				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
 			extraction_line, &x);
@@ -1182,12 +1231,22 @@ static int restore_into(const char *root)
 		pr_perror("Can't open the restore root %s", *root ? root : "/");
 		goto out;
 	}
+	if (me->root && strcmp(me->root, "/")) {
+		int fd = tmp_files_open_tree_root(root_fd, root, me->root);
+
+		close(root_fd);
+		root_fd = fd;
+		if (root_fd < 0)
+			goto out;
+		pr_info("The dumped tree was chrooted to %s: its --tmp-file paths go under %s%s\n", me->root, root,
+			me->root);
+	}
 	if (tmp_files_stage_make(root_fd, root, me, &stage))
 		goto close_root;
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
-	ret = extract_archive(&stage, me, sums) ?: tmp_files_check_staged(stage.path, me, sums) ?:
-												  tmp_files_place(root_fd, stage.fd, me);
+	ret = extract_archive(&stage, me, sums) ?: tmp_files_check_staged(stage.fd, me, sums) ?:
+									  tmp_files_place(root_fd, stage.fd, me);
 
 	tmp_files_stage_remove(&stage);
 close_root:

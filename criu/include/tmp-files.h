@@ -51,6 +51,7 @@ struct TmpFileEntry;
 /* What a dump saves, as the dumped tree sees it */
 struct tmp_files_set {
 	char proc_root[32]; /* /proc/PID/root of the root task */
+	char root[PATH_MAX]; /* where that is: "/", or the tree's chroot */
 	char **paths;	    /* absolute, none inside another */
 	size_t nr;
 	char **excludes; /* "--exclude=NAME" for tar: the images and work directories */
@@ -93,7 +94,7 @@ struct tmp_files_sum {
 
 extern int tmp_files_sum_staged(int stage_fd, struct TmpFilesManifestEntry *me, struct tmp_files_sum *sums,
 				const char *path);
-extern int tmp_files_check_staged(const char *stage, struct TmpFilesManifestEntry *me,
+extern int tmp_files_check_staged(int stage_fd, struct TmpFilesManifestEntry *me,
 				  const struct tmp_files_sum *sums);
 
 /*
@@ -122,6 +123,8 @@ extern void tmp_files_precopy_free(struct tmp_files_precopy *pc);
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
 extern uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed);
 extern int tmp_files_content_sum(int fd, off_t size, uint64_t *sum);
+/* The regular file path in dfd, opened if it is still the inode of st */
+extern int tmp_files_open_seen(int dfd, const char *path, const struct stat *st);
 extern int tmp_files_content_sum_at(int fd, off_t base, off_t size, uint64_t *sum);
 extern int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole);
 
@@ -134,12 +137,14 @@ struct tmp_files_stage {
 	int parent_fd;
 	int fd; /* holds the flock() that tells it is in use */
 	char name[48];
-	char path[PATH_MAX]; /* for tar */
+	char where[PATH_MAX]; /* for messages only: the stage is used through fd */
 };
 
 extern int tmp_files_stage_make(int root_fd, const char *root, struct TmpFilesManifestEntry *me,
 				struct tmp_files_stage *s);
 extern void tmp_files_stage_remove(struct tmp_files_stage *s);
+/* The dumped tree's root (a chroot, "/srv/jail") under the restore root */
+extern int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root);
 /* openat2() beneath dfd, no symlink on the way */
 extern int tmp_files_open_beneath(int dfd, const char *path, int flags);
 /* me->entries sorted by path: check_staged() did it */
