@@ -31,6 +31,7 @@ BAD_VALUES = [
     ("tmp-file-limit", "abc", "--tmp-file-limit abc: not a size"),
     ("tmp-file-limit", "12X", "--tmp-file-limit 12X: not a size"),
     ("tmp-file-limit", "-1", "--tmp-file-limit -1: not a size"),
+    ("tmp-file-limit", "+1", "--tmp-file-limit +1: not a size"),
 ]
 
 
@@ -48,6 +49,15 @@ def test_bad_value_on_command_line_and_in_config(app, criu, workdir, option, val
     assert message in r.log, r
     assert alive(app.pid)
     assert app.tick()["ticks"] == before["ticks"] + 1
+
+
+def test_limit_with_a_space_before_the_sign(app, criu):
+    """strtoull() skips blanks before its "-": " -1" was no limit at all."""
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file-limit", " -1", "--tmp-file-auto")
+    assert r.returncode != 0
+    assert "--tmp-file-limit  -1: not a size" in r.log, r
+    assert alive(app.pid)
 
 
 @pytest.mark.parametrize("line, message", [

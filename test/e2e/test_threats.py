@@ -1,0 +1,240 @@
+"""Issue 20: the classes of attack, each against the rule that stops it.
+
+- A local user owns the directory of a saved path, and the restore root
+  has no /tmp that root can write (a read-only root): the old code made
+  its staging directory in the user's directory, where the user swapped
+  it for their own while tar wrote into it by name. Rule: a staging
+  directory only in a directory that only root can change, used by fd;
+  otherwise the restore is refused, naming what to do.
+- The images hold a member of a type the manifest cannot describe (GNU
+  tar extracts a "contiguous" member as a regular file, and listed it
+  as 'C', outside the size bound). Rule: only the member types a manifest
+  entry can be.
+- A chrooted tree: dump resolves paths in its root; restore put them
+  under the host's "/". Rule: the manifest records the tree's root and
+  restore writes under it, or refuses.
+"""
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CRIU, CRIU_TIMEOUT, MANIFEST, kill_tree, rewrite_archive, wait_gone
+from test_attacks import USER, as_user, attacker  # noqa: F401  (the fixture)
+
+# Watches a directory with inotify, as the user who owns it; every
+# directory criu makes there as its stage is swapped for one of the
+# user's, holding a symlink to where root should write. Prints "ready",
+# then at SIGTERM the counts.
+HIJACKER = r'''
+import ctypes, os, signal, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+d, target = sys.argv[1], sys.argv[2]
+fd = libc.inotify_init1(0)
+if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0x100 | 0x40000000) < 0:
+    sys.exit("inotify: errno %d" % ctypes.get_errno())
+seen = hijacked = 0
+def done(*a):
+    print("seen %d hijacked %d" % (seen, hijacked), flush=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, done)
+print("ready", flush=True)
+while True:
+    buf = os.read(fd, 65536)
+    off = 0
+    while off < len(buf):
+        wd, mask, cookie, ln = struct.unpack_from("iIII", buf, off)
+        name = buf[off + 16:off + 16 + ln].rstrip(b"\0").decode()
+        off += 16 + ln
+        if not name.startswith(".criu-tmp-files."):
+            continue
+        seen += 1
+        try:
+            os.rename(os.path.join(d, name), os.path.join(d, ".moved%d" % seen))
+            os.mkdir(os.path.join(d, name), 0o777)
+            os.symlink(target, os.path.join(d, name, "tmp"))
+            hijacked += 1
+        except OSError as e:
+            print("swap failed: %s" % e, flush=True)
+'''
+
+# In a private mount namespace: "/" read-only there (so no /tmp nor root
+# for a stage), the user's directory and the images writable; the user's
+# hijacker watches, then criu restores. criu's kernel probes need a
+# writable /tmp, or their cache on a tmpfs /run: made before "/" is ro.
+NS_SCRIPT = r'''
+set -eu
+data=$1 images=$2 criu=$3 uid=$4 gid=$5 victim=$6 limit=$7
+mount --make-rprivate /
+mount -t tmpfs -o mode=0755 criu-e2e-run /run
+timeout "$limit" "$criu" check > /dev/null 2>&1 || true
+test -s /run/criu.kdat || { echo "no kerndat cache"; exit 2; }
+mount -o remount,bind,ro /
+for d in "$data" "$images"; do mount --bind "$d" "$d"; mount -o remount,bind,rw "$d"; done
+setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs \
+	/usr/bin/python3 -c "$HIJACKER" "$data" "$victim" > "$images/hijacker.out" 2>&1 &
+hj=$!
+for _ in $(seq 100); do grep -q ready "$images/hijacker.out" && break; sleep 0.05; done
+grep -q ready "$images/hijacker.out" || { echo "hijacker not ready"; kill $hj; exit 2; }
+rc=0
+timeout "$limit" "$criu" restore -D "$images" -o restore.log -v4 || rc=$?
+kill -TERM $hj; wait $hj || true
+echo "criu restore: $rc"
+cat "$images/hijacker.out"
+'''
+
+
+@pytest.fixture
+def user_dir_saved(attacker, procs, criu):  # noqa: F811
+    """A sleeper dumped with --tmp-file TOP/data/app, where data and app
+    are the attacker's (app is saved with the attacker as its owner)."""
+    top = Path(tempfile.mkdtemp(prefix="criu-e2e-thr-", dir="/tmp"))
+    os.chmod(top, 0o755)
+    data = top / "data"
+    app = data / "app"
+    app.mkdir(parents=True)
+    for i in range(20):
+        (app / ("f%02d" % i)).write_text("saved %d\n" % i)
+    for p in [data, app] + list(app.iterdir()):
+        os.chown(p, attacker.pw_uid, attacker.pw_gid)
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    shutil.rmtree(app)
+    yield top, data, app, sleeper.pid
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_no_stage_in_a_directory_of_another_user(attacker, user_dir_saved, criu, victim_dir):  # noqa: F811
+    """The user's hijacker is armed (inotify) in the only writable
+    directory on the way: the old code staged there and lost the stage
+    every time. Now restore refuses before making anything there, and
+    says what to do."""
+    top, data, app, pid = user_dir_saved
+    before = sorted(os.listdir(victim_dir))
+    env = dict(os.environ, HIJACKER=HIJACKER)
+    out = subprocess.run(["unshare", "-m", "sh", "-c", NS_SCRIPT, "-", str(data), str(criu.images), CRIU,
+                          str(attacker.pw_uid), str(attacker.pw_gid), str(victim_dir), str(int(CRIU_TIMEOUT))],
+                         env=env, capture_output=True, text=True, timeout=CRIU_TIMEOUT + 30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    log = (Path(criu.images) / "restore.log").read_text()
+    # The attacker was there and watching: ready, and it reports counts
+    assert "seen 0 hijacked 0" in out.stdout, out.stdout + log[-3000:]
+    assert "criu restore: 0" not in out.stdout
+    assert "no directory under /" in log and "to stage them in that only root can change" in log, log[-3000:]
+    assert "No staging directory in /%s: uid %d" % (str(data)[1:], attacker.pw_uid) in log, log[-3000:]
+    # Nothing of root's in the user's directory, nothing in the victim
+    assert os.listdir(data) == []
+    assert sorted(os.listdir(victim_dir)) == before
+
+
+@pytest.fixture
+def victim_dir():
+    d = Path(tempfile.mkdtemp(prefix="criu-e2e-victim-", dir="/var/tmp"))
+    (d / "secret").write_text("root only\n")
+    yield d
+    shutil.rmtree(d)
+
+
+def test_stage_next_to_a_root_directory_restores(procs, criu, tmpdir_tmp):
+    """The legitimate case: a saved path in a root-owned directory
+    restores, and the log says where it staged (nearest root-only
+    directory on the way, on the saved path's filesystem)."""
+    app = Path(tmpdir_tmp) / "app"
+    app.mkdir()
+    (app / "f").write_text("saved\n")
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    shutil.rmtree(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(sleeper.pid)
+    assert (app / "f").read_text() == "saved\n"
+    assert "Staging the --tmp-file archive in %s/.criu-tmp-files." % tmpdir_tmp in r.log, r.log[-3000:]
+    kill_tree(sleeper.pid)
+
+
+def test_contiguous_member_is_refused(procs, criu, tmpdir_tmp):
+    """A member of type '7' (contiguous), which GNU tar extracts as a
+    regular file, made 4 MiB where the manifest allows 6 bytes."""
+    app = Path(tmpdir_tmp) / "app"
+    app.mkdir()
+    (app / "f").write_text("saved\n")
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(app), "--tmp-file-compress", "none")
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    shutil.rmtree(app)
+
+    def contiguous(members):
+        out = []
+        for m, data in members:
+            if m.isfile():
+                m.type = tarfile.CONTTYPE
+                data = b"x" * (4 << 20)
+                m.size = len(data)
+            out.append((m, data))
+        return out
+    rewrite_archive(criu.images, contiguous)
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "The --tmp-file archive has a member of type 'C', which its manifest cannot describe" in r.log, \
+        r.log[-3000:]
+    assert not app.exists()
+
+
+BUSYBOX = "/bin/busybox"
+
+
+def test_chrooted_tree_is_restored_under_its_root(procs, criu):
+    """A tree chrooted to JAIL saves JAIL/tmp/x/app as /tmp/x/app. The
+    host has its own /tmp/x/app/file (root's, 0600): the old restore wrote
+    the tree's file over it. Now it goes under JAIL, the host's stays."""
+    name = "criu-e2e-chroot-%d" % os.getpid()
+    jail = Path(tempfile.mkdtemp(prefix="criu-e2e-jail-", dir="/var/tmp"))
+    host = Path("/tmp") / name / "app"
+    try:
+        (jail / "bin").mkdir()
+        shutil.copy(BUSYBOX, jail / "bin/busybox")
+        inside = jail / "tmp" / name / "app"
+        inside.mkdir(parents=True)
+        (inside / "file").write_text("the tree's\n")
+        host.mkdir(parents=True)
+        (host / "file").write_text("the host's\n")
+        os.chmod(host / "file", 0o600)
+        tree = procs.start(["chroot", str(jail), "/bin/busybox", "sleep", "1000"])
+        time.sleep(0.2)  # chroot execs busybox: wait until it has
+        for _ in range(100):
+            if os.readlink("/proc/%d/root" % tree.pid) == str(jail):
+                break
+            time.sleep(0.05)
+        r = criu.dump(tree.pid, "--tmp-file", "/tmp/%s/app" % name)
+        assert r.returncode == 0, r
+        dump_log = r.log
+        tree.wait(timeout=10)
+        wait_gone(tree.pid)
+        shutil.rmtree(inside)
+        r = criu.restore()
+        assert r.returncode == 0, r
+        procs.track(tree.pid)
+        assert (inside / "file").read_text() == "the tree's\n"
+        assert (host / "file").read_text() == "the host's\n"
+        assert os.stat(host / "file").st_mode & 0o777 == 0o600
+        assert os.readlink("/proc/%d/root" % tree.pid) == str(jail)
+        assert "The dumped tree is chrooted to %s" % jail in dump_log
+        kill_tree(tree.pid)
+        wait_gone(tree.pid)
+    finally:
+        shutil.rmtree(jail, ignore_errors=True)
+        shutil.rmtree(host.parent, ignore_errors=True)
