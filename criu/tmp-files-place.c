@@ -420,7 +420,8 @@ static int open_made(int dfd, const char *tmp, mode_t type, int flags, const cha
 
 	fd = openat(dfd, tmp, flags | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		pr_perror("Can't open the new %s", path);
+		pr_perror("Refusing to restore %s: what was made in its directory was replaced (or can't be opened)",
+			  path);
 		return -1;
 	}
 	if (fstat(fd, &st) || (st.st_mode & S_IFMT) != type || st.st_uid != geteuid() || st.st_nlink != 1) {
@@ -1096,8 +1097,10 @@ static char *parent_name(const char *path)
  * so that one left by a killed restore is told from one in use. It is
  * made in a directory that only root can change (root_only_dir()): the
  * nearest such ancestor of a saved path (on its filesystem as a rule, so
- * that placing is a rename), else <root>/tmp, else the root. Never in a
- * directory another user owns: one that is not made refuses the restore.
+ * that placing is a rename), else a saved directory itself (a container
+ * whose root is read-only but for a bind-mounted /data), else <root>/tmp,
+ * else the root. Never in a directory another user owns: if there is no
+ * such directory, the restore is refused.
  */
 int tmp_files_stage_make(int root_fd, const char *root, TmpFilesManifestEntry *me, struct tmp_files_stage *s)
 {
@@ -1113,8 +1116,9 @@ int tmp_files_stage_make(int root_fd, const char *root, TmpFilesManifestEntry *m
 			xfree(in);
 		}
 	}
-	for (i = 0; i < 2; i++) {
-		in = xstrdup(i ? "" : "tmp");
+	/* In a saved directory itself (a container's writable /data, the rest read-only) */
+	for (i = 0; i < me->n_paths + 2; i++) {
+		in = xstrdup(i < me->n_paths ? me->paths[i] + 1 : i == me->n_paths ? "tmp" : "");
 		if (!in)
 			return -1;
 		if (!stage_in(root_fd, in, s))

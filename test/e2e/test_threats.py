@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, CRIU_TIMEOUT, MANIFEST, kill_tree, rewrite_archive, wait_gone
+from conftest import CRIU, CRIU_TIMEOUT, alive, kill_tree, rewrite_archive, wait_gone
 from test_attacks import USER, as_user, attacker  # noqa: F401  (the fixture)
 
 # Watches a directory with inotify, as the user who owns it; every
@@ -238,3 +238,205 @@ def test_chrooted_tree_is_restored_under_its_root(procs, criu):
     finally:
         shutil.rmtree(jail, ignore_errors=True)
         shutil.rmtree(host.parent, ignore_errors=True)
+
+
+# Exchanges every ".criu-tmp-file.*" name made in a directory with a
+# symlink to the victim (RENAME_EXCHANGE), as soon as inotify reports it:
+# what root then does by name there lands on the victim.
+EXCHANGER = r'''
+import ctypes, os, signal, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+d, victim = sys.argv[1], sys.argv[2]
+fd = libc.inotify_init1(0)
+if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0x100) < 0:
+    sys.exit("inotify: errno %d" % ctypes.get_errno())
+seen = swapped = 0
+def done(*a):
+    print("seen %d swapped %d" % (seen, swapped), flush=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, done)
+print("ready", flush=True)
+while True:
+    buf = os.read(fd, 65536)
+    off = 0
+    while off < len(buf):
+        wd, mask, cookie, ln = struct.unpack_from("iIII", buf, off)
+        name = buf[off + 16:off + 16 + ln].rstrip(b"\0")
+        off += 16 + ln
+        if not name.startswith(b".criu-tmp-file."):
+            continue
+        seen += 1
+        decoy = os.path.join(d, ".decoy%d" % seen).encode()
+        os.symlink(victim, decoy)
+        # renameat2(AT_FDCWD, name, AT_FDCWD, decoy, RENAME_EXCHANGE)
+        if libc.syscall(316, -100, os.path.join(d.encode(), name), -100, decoy, 2) == 0:
+            swapped += 1
+        else:
+            os.unlink(decoy)
+'''
+
+
+def start_as(pw, script, *args):
+    p = subprocess.Popen(as_user(pw, ["/usr/bin/python3", "-c", script] + list(args)), stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline() == "ready\n"
+    return p
+
+
+def stop(p):
+    p.terminate()
+    out = p.communicate(timeout=10)[0]
+    return out
+
+
+@pytest.fixture
+def user_tmpfs(attacker):  # noqa: F811
+    """TOP/u: a tmpfs of the attacker's (so placing there copies, from a
+    stage on /tmp), holding app, the attacker's saved directory."""
+    top = Path(tempfile.mkdtemp(prefix="criu-e2e-thr-", dir="/tmp"))
+    os.chmod(top, 0o755)
+    mnt = top / "u"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755,uid=%d,gid=%d" %
+                    (attacker.pw_uid, attacker.pw_gid), "criu-e2e-user", str(mnt)], check=True)
+    try:
+        yield top, mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+        shutil.rmtree(top)
+
+
+def test_fifo_copied_into_a_users_directory_never_chmods_elsewhere(attacker, user_tmpfs, procs, criu,  # noqa: F811
+                                                                    victim_dir):
+    """Placing copies (the stage is on another filesystem): 300 fifos of
+    mode 0666 go back into the attacker's own directory, where an
+    exchanger swaps each new name for a symlink to a root 0600 file. The
+    old code chmod'ed by name, through the symlink: the victim became
+    0666. Now every change is on an fd of the inode made, checked."""
+    top, mnt = user_tmpfs
+    app = mnt / "app"
+    app.mkdir()
+    for i in range(300):
+        os.mkfifo(app / ("p%03d" % i), 0o666)
+        os.chmod(app / ("p%03d" % i), 0o666)
+    for p in [app] + list(app.iterdir()):
+        os.chown(p, attacker.pw_uid, attacker.pw_gid)
+    secret = victim_dir / "secret"
+    os.chmod(secret, 0o600)
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    for p in app.iterdir():
+        p.unlink()
+
+    ex = start_as(attacker, EXCHANGER, str(app), str(secret))
+    try:
+        r = criu.restore()
+    finally:
+        counts = stop(ex)
+    if r.returncode == 0:
+        procs.track(sleeper.pid)
+        kill_tree(sleeper.pid)
+    seen, swapped = [int(w) for w in counts.split()[1::2]]
+    # The attack ran: names were made in its directory, and swapped
+    assert seen >= 1 and swapped >= 1, counts
+    assert os.stat(secret).st_mode & 0o7777 == 0o600
+    assert os.stat(secret).st_uid == 0
+    assert (secret).read_text() == "root only\n"
+    # Refused when a swap came before criu opened what it made; after
+    # that, the user only moved their own entries in their own directory
+    assert r.returncode == 0 or "what was made in its directory was replaced" in r.log, r.log[-3000:]
+
+
+def test_fifo_copied_into_a_users_directory(attacker, user_tmpfs, procs, criu):  # noqa: F811
+    """The same copy with no one in the way: fifos back with their modes
+    and owner, in the attacker's directory on another filesystem."""
+    top, mnt = user_tmpfs
+    app = mnt / "app"
+    app.mkdir()
+    for i in range(10):
+        os.mkfifo(app / ("p%d" % i))
+        os.chmod(app / ("p%d" % i), 0o640 + i % 2)
+    (app / "link").symlink_to("p0")
+    for p in [app] + list(app.iterdir()):
+        os.chown(p, attacker.pw_uid, attacker.pw_gid, follow_symlinks=False)
+    before = {p.name: os.lstat(p) for p in app.iterdir()}
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    for p in app.iterdir():
+        p.unlink()
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(sleeper.pid)
+    kill_tree(sleeper.pid)
+    after = {p.name: os.lstat(p) for p in app.iterdir()}
+    assert sorted(after) == sorted(before)
+    for name, st in before.items():
+        a = after[name]
+        assert (a.st_mode, a.st_uid, a.st_gid, a.st_mtime_ns) == (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    assert os.readlink(app / "link") == "p0"
+
+
+# Once criu has read FIRST twice (tar and the manifest child: the walk
+# has listed the directory by then), renames a fifo over every other file
+# of the directory, from the end of its listing backwards.
+FIFO_SWAPPER = r'''
+import ctypes, os, signal, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+d, first = sys.argv[1], sys.argv[2]
+fd = libc.inotify_init1(0)
+if fd < 0 or libc.inotify_add_watch(fd, os.path.join(d, first).encode(), 0x20) < 0:
+    sys.exit("inotify: errno %d" % ctypes.get_errno())
+names = [n for n in os.listdir(d) if n != first]
+print("ready", flush=True)
+opens = 0
+while opens < 2:
+    opens += len(os.read(fd, 4096)) // 16
+swapped = 0
+for n in reversed(names):
+    os.mkfifo(os.path.join(d, ".f"))
+    os.rename(os.path.join(d, ".f"), os.path.join(d, n))
+    swapped += 1
+print("swapped %d" % swapped, flush=True)
+'''
+
+
+def test_fifo_put_over_a_saved_file_does_not_hang_the_dump(attacker, procs, criu, tmpdir_tmp):  # noqa: F811
+    """A user outside the tree puts fifos where the walk saw regular files,
+    while criu reads them (the tree is frozen). The old code's open()
+    blocked on the first fifo: criu waited, the tree stayed frozen until
+    criu was killed. Now the open never blocks and checks the inode: the
+    dump fails, naming the file, and the tree runs on."""
+    app = Path(tmpdir_tmp) / "app"
+    app.mkdir()
+    os.chmod(tmpdir_tmp, 0o755)
+    names = ["f%03d" % i for i in range(200)]
+    for n in names:
+        (app / n).write_bytes(os.urandom(256 << 10))
+    for p in [app] + list(app.iterdir()):
+        os.chown(p, attacker.pw_uid, attacker.pw_gid)
+    first = os.listdir(app)[0]
+    sleeper = procs.start(["sleep", "1000"])
+    sw = start_as(attacker, FIFO_SWAPPER, str(app), first)
+    try:
+        r = criu.dump(sleeper.pid, "--tmp-file", str(app), "--tmp-file-compress", "none", timeout=60,
+                      step="dump while fifos replace the saved files")
+    finally:
+        try:
+            out = sw.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            sw.kill()
+            out = sw.communicate()[0] + " (the swapper saw fewer than 2 opens)"
+    assert "swapped 199" in out, (out, r.log[-2000:])
+    assert r.returncode != 0, r.log[-3000:]
+    assert "was replaced by another file while it was read" in r.log or "changed while it was saved" in r.log, \
+        r.log[-3000:]
+    assert alive(sleeper.pid)
+    # Not frozen: the tree runs on
+    state = Path("/proc/%d/stat" % sleeper.pid).read_text().split(")")[1].split()[0]
+    assert state in ("S", "R"), state
