@@ -1118,7 +1118,8 @@ int tmp_files_stage_make(int root_fd, const char *root, TmpFilesManifestEntry *m
 	}
 	/* In a saved directory itself (a container's writable /data, the rest read-only) */
 	for (i = 0; i < me->n_paths + 2; i++) {
-		in = xstrdup(i < me->n_paths ? me->paths[i] + 1 : i == me->n_paths ? "tmp" : "");
+		in = xstrdup(i < me->n_paths ? me->paths[i] + 1 : i == me->n_paths ? "tmp" :
+										     "");
 		if (!in)
 			return -1;
 		if (!stage_in(root_fd, in, s))

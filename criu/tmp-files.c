@@ -1246,7 +1246,7 @@ static int restore_into(const char *root)
 
 	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
 	ret = extract_archive(&stage, me, sums) ?: tmp_files_check_staged(stage.fd, me, sums) ?:
-									  tmp_files_place(root_fd, stage.fd, me);
+												tmp_files_place(root_fd, stage.fd, me);
 
 	tmp_files_stage_remove(&stage);
 close_root:
