@@ -315,6 +315,93 @@ static bool unchanged(struct place_ctx *ctx, struct placement *p, int dfd, const
 	return same;
 }
 
+/*
+ * Is the saved entry e at its place under root_fd, as it was saved (type,
+ * owner, mode, size, mtime, link target, content, xattrs)? Read only, and
+ * never through a symlink. Hardlinked files are always written.
+ */
+static bool in_place(int root_fd, TmpFileEntry *e, char *buf)
+{
+	static const mode_t types[] = {
+		[TMP_FILE_ENTRY__KIND__REG] = S_IFREG,
+		[TMP_FILE_ENTRY__KIND__DIR] = S_IFDIR,
+		[TMP_FILE_ENTRY__KIND__SYMLINK] = S_IFLNK,
+		[TMP_FILE_ENTRY__KIND__FIFO] = S_IFIFO,
+	};
+	const char *name = strrchr(e->path, '/') + 1;
+	struct stat st, now;
+	bool same = false;
+	int dfd, fd = -1;
+	uint64_t sum;
+	ssize_t len;
+	char *dir;
+
+	if (e->type >= ARRAY_SIZE(types) || !types[e->type])
+		return false;
+	dir = xsprintf("%.*s", (int)(name - e->path - 1), e->path);
+	dfd = dir ? tmp_files_open_beneath(root_fd, dir + (*dir == '/'), O_PATH | O_DIRECTORY) : -1;
+	xfree(dir);
+	if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		goto out;
+	if ((st.st_mode & S_IFMT) != types[e->type] || (st.st_mode & 07777) != e->mode || st.st_uid != e->uid ||
+	    st.st_gid != e->gid || st.st_mtim.tv_sec != e->mtime_sec || st.st_mtim.tv_nsec != e->mtime_nsec)
+		goto out;
+	switch (e->type) {
+	case TMP_FILE_ENTRY__KIND__SYMLINK:
+		len = readlinkat(dfd, name, buf, PATH_MAX - 1);
+		same = len >= 0 && e->target && !strncmp(buf, e->target, len) && !e->target[len];
+		goto out;
+	case TMP_FILE_ENTRY__KIND__REG:
+		if (st.st_size != e->size || st.st_nlink != 1 || !e->has_content_xxh64)
+			goto out;
+		fd = openat(dfd, name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &now) || now.st_dev != st.st_dev || now.st_ino != st.st_ino ||
+		    tmp_files_content_sum(fd, st.st_size, &sum) || sum != e->content_xxh64)
+			goto out;
+		break;
+	default:
+		break;
+	}
+	/* The xattrs by name in the directory's fd, then that name is still the inode checked */
+	same = !fchdir(dfd) && !tmp_files_xattrs_differ(name, e) && !fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) &&
+	       now.st_dev == st.st_dev && now.st_ino == st.st_ino;
+out:
+	close_safe(&fd);
+	close_safe(&dfd);
+	return same;
+}
+
+/*
+ * Before anything is extracted: is every saved entry in place already, as
+ * it was saved (a restore where nothing was wiped)? Then the archive is
+ * not read at all and nothing is written.
+ */
+bool tmp_files_all_in_place(int root_fd, TmpFilesManifestEntry *me)
+{
+	char buf[PATH_MAX];
+	bool all = true;
+	size_t i;
+	int cwd_fd;
+
+	cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (cwd_fd < 0)
+		return false;
+	for (i = 0; all && i < me->n_entries; i++)
+		all = in_place(root_fd, me->entries[i], buf);
+	if (fchdir(cwd_fd)) {
+		pr_perror("Can't go back to the working directory");
+		all = false;
+	}
+	close(cwd_fd);
+	if (all)
+		pr_info("%zu entr%s kept as they were, 0 written: every saved entry is in place, the archive is not read\n",
+			me->n_entries, me->n_entries == 1 ? "y" : "ies");
+	else
+		pr_info("Not every saved entry is in place as saved (first: %s): extracting the archive\n",
+			me->entries[i - 1]->path);
+	return all;
+}
+
 static int copy_xattrs(int src, int dst, const char *path)
 {
 	char *names, *name, *val = NULL;

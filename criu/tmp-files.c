@@ -1219,13 +1219,6 @@ static int restore_into(const char *root)
 	}
 	if (tmp_files_check_manifest(me))
 		goto out;
-	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);
-	if (!sums)
-		goto out;
-	/* Before extracting: a missing program is not a damaged archive */
-	if (check_programs(&compressors[me->compression ? compressor_index(me->compression) : TMP_FILES_NONE],
-			   true))
-		goto out;
 	root_fd = open(*root ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root_fd < 0) {
 		pr_perror("Can't open the restore root %s", *root ? root : "/");
@@ -1241,6 +1234,17 @@ static int restore_into(const char *root)
 		pr_info("The dumped tree was chrooted to %s: its --tmp-file paths go under %s%s\n", me->root, root,
 			me->root);
 	}
+	if (tmp_files_all_in_place(root_fd, me)) {
+		ret = 0;
+		goto close_root;
+	}
+	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);
+	if (!sums)
+		goto close_root;
+	/* Before extracting: a missing program is not a damaged archive */
+	if (check_programs(&compressors[me->compression ? compressor_index(me->compression) : TMP_FILES_NONE],
+			   true))
+		goto close_root;
 	if (tmp_files_stage_make(root_fd, root, me, &stage))
 		goto close_root;
 

@@ -147,6 +147,8 @@ extern void tmp_files_stage_remove(struct tmp_files_stage *s);
 extern int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root);
 /* openat2() beneath dfd, no symlink on the way */
 extern int tmp_files_open_beneath(int dfd, const char *path, int flags);
+/* Before extracting: every saved entry is in place already, as saved */
+extern bool tmp_files_all_in_place(int root_fd, struct TmpFilesManifestEntry *me);
 /* me->entries sorted by path: check_staged() did it */
 extern int tmp_files_place(int root_fd, int stage_fd, struct TmpFilesManifestEntry *me);
 
