@@ -25,6 +25,8 @@
 #define LOG_PREFIX "tmp-files: "
 
 #define SUM_BLOCK (64 << 10)
+/* Read in 1 MiB: a system call costs about 2.5 us on these VMs */
+#define SUM_READ (16 * SUM_BLOCK)
 
 static bool all_zeros(const char *buf, size_t len)
 {
@@ -132,14 +134,6 @@ int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole)
 }
 
 /*
- * The checksum of a regular file's content (content_xxh64 in
- * images/tmp-file.proto): XXH64 chained over the offset and content of
- * every non-zero SUM_BLOCK block, then the size. Holes are skipped
- * without reading them, and zero blocks count as holes, so it depends on
- * the content only, not on where a filesystem keeps holes.
- */
-
-/*
  * Open the regular file path (relative to dfd) that st describes, for
  * reading: never through a symlink, never blocking (a fifo put there),
  * and only if it is still that inode.
@@ -161,6 +155,15 @@ int tmp_files_open_seen(int dfd, const char *path, const struct stat *st)
 	}
 	return fd;
 }
+
+/*
+ * The checksum of a regular file's content (content_xxh64 in
+ * images/tmp-file.proto): XXH64 chained over the offset and content of
+ * every non-zero SUM_BLOCK block, then the size. Holes are skipped
+ * without reading them, and zero blocks count as holes, so it depends on
+ * the content only, not on where a filesystem keeps holes.
+ */
+
 /* The same checksum of the size bytes at base in fd, read as they are (no holes) */
 int tmp_files_content_sum_at(int fd, off_t base, off_t size, uint64_t *sum)
 {
@@ -190,11 +193,11 @@ int tmp_files_content_sum_at(int fd, off_t base, off_t size, uint64_t *sum)
 int tmp_files_content_sum(int fd, off_t size, uint64_t *sum)
 {
 	uint64_t acc = 0;
-	off_t off, next = 0;
+	off_t off, n, next = 0;
 	char *buf;
 	int ret = -1;
 
-	buf = xmalloc(SUM_BLOCK);
+	buf = xmalloc(SUM_READ);
 	if (!buf)
 		return -1;
 
@@ -207,15 +210,22 @@ int tmp_files_content_sum(int fd, off_t size, uint64_t *sum)
 		ret = -1;
 		if (data < 0)
 			break;
-		for (off = max(next, data - data % SUM_BLOCK); off < hole && off < size; off += SUM_BLOCK) {
-			ssize_t len = min_t(off_t, SUM_BLOCK, size - off);
+		/* Whole blocks, up to SUM_READ bytes a read */
+		for (off = max(next, data - data % SUM_BLOCK); off < hole && off < size; off += n) {
+			off_t b;
 
-			if (pread(fd, buf, len, off) != len) {
+			n = min_t(off_t, SUM_READ, round_up(hole - off, SUM_BLOCK));
+			n = min_t(off_t, n, size - off);
+			if (pread(fd, buf, n, off) != n) {
 				pr_perror("Can't read");
 				goto out;
 			}
-			if (!all_zeros(buf, len))
-				acc = xxh64_chain(xxh64_chain(acc, off), tmp_files_xxh64(buf, len, 0));
+			for (b = 0; b < n; b += SUM_BLOCK) {
+				off_t len = min_t(off_t, SUM_BLOCK, n - b);
+
+				if (!all_zeros(buf + b, len))
+					acc = xxh64_chain(xxh64_chain(acc, off + b), tmp_files_xxh64(buf + b, len, 0));
+			}
 		}
 		next = off;
 	}

@@ -98,6 +98,8 @@ def test_member_outside_saved_paths_is_refused(app, criu, tmpdir_tmp):
         return members + [(m, b"owned\n")]
 
     rewrite_archive(criu.images, plant)
+    # Something to restore: with every entry in place the archive is not read
+    (app.dir / "app.conf").write_text("mode=changed\n")
     before = snapshot(app.dir)
 
     r = criu.restore()
