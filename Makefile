@@ -56,6 +56,12 @@ bench: build
 	@BENCH_CMD="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 		$(BOUND) 30m "make bench" $(PYTHON) bench/run.py $(BENCH_ARGS)
 
+# Restore time wiped and not wiped, against a cp -a measured in the same
+# run (bench/restore_in_place.py, under a minute): a Markdown table.
+.PHONY: bench-restore
+bench-restore: build
+	@$(BOUND) 10m "make bench-restore" $(PYTHON) bench/restore_in_place.py $(CRIU) 256 3
+
 # Regenerate patches/ from the commits made in the build tree.
 patches:
 	@./scripts/refresh-patches.sh
