@@ -236,6 +236,54 @@ out:
 	return ret;
 }
 
+/* The same checksum, of a file's bytes as they come (a tar stream) */
+int tmp_files_sum_start(struct tmp_files_sum_ctx *c)
+{
+	c->acc = 0;
+	c->off = 0;
+	c->fill = 0;
+	c->buf = xmalloc(SUM_BLOCK);
+	return c->buf ? 0 : -1;
+}
+
+static void sum_block(struct tmp_files_sum_ctx *c, const char *block, size_t len)
+{
+	if (!all_zeros(block, len))
+		c->acc = xxh64_chain(xxh64_chain(c->acc, c->off), tmp_files_xxh64(block, len, 0));
+	c->off += len;
+}
+
+void tmp_files_sum_update(struct tmp_files_sum_ctx *c, const char *data, size_t len)
+{
+	while (len) {
+		size_t n;
+
+		if (!c->fill && len >= SUM_BLOCK) {
+			sum_block(c, data, SUM_BLOCK);
+			n = SUM_BLOCK;
+		} else {
+			n = min(len, SUM_BLOCK - c->fill);
+			memcpy(c->buf + c->fill, data, n);
+			c->fill += n;
+			if (c->fill == SUM_BLOCK) {
+				sum_block(c, c->buf, SUM_BLOCK);
+				c->fill = 0;
+			}
+		}
+		data += n;
+		len -= n;
+	}
+}
+
+uint64_t tmp_files_sum_end(struct tmp_files_sum_ctx *c)
+{
+	if (c->fill)
+		sum_block(c, c->buf, c->fill);
+	xfree(c->buf);
+	c->buf = NULL;
+	return xxh64_chain(c->acc, c->off);
+}
+
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char **)a, *(char **)b);

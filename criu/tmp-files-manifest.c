@@ -564,18 +564,6 @@ static TmpFileEntry **find_entry(struct staged *sg, const char *path)
 	return bsearch(&k, sg->entries, sg->nr_entries, sizeof(*sg->entries), entry_cmp);
 }
 
-static bool same_ctime(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
-}
-
-/* Taken from the file at fpath as it is now, while tar extracted the archive */
-static bool sum_taken(const struct tmp_files_sum *s, const struct stat *st)
-{
-	return s && s->taken && s->dev == st->st_dev && s->ino == st->st_ino && s->size == st->st_size &&
-	       same_ctime(&s->ctime, &st->st_ctim);
-}
-
 static const char *entry_mismatch(struct staged *sg, const TmpFileEntry *e, const struct tmp_files_sum *s,
 				  const char *fpath, const struct stat *st)
 {
@@ -603,7 +591,7 @@ static const char *entry_mismatch(struct staged *sg, const TmpFileEntry *e, cons
 	if (e->type == TMP_FILE_ENTRY__KIND__REG && e->has_content_xxh64) {
 		uint64_t sum;
 
-		if (sum_taken(s, st)) {
+		if (s && s->streamed) {
 			sum = s->sum;
 		} else {
 			sg->read_again++;
@@ -736,40 +724,78 @@ int tmp_files_check_manifest(TmpFilesManifestEntry *me)
 }
 
 /*
- * path ("/tmp/app/log"), a member that tar has extracted into the
- * staging directory (stage_fd) and is done with: if it is a regular file,
- * its content checksum into its entry's slot of sums. -1 when the
- * manifest has no entry of that name, or tar named it before.
+ * A member of the archive, from its headers, before any of it reaches
+ * tar: a name of the manifest's, named once, of its entry's type, with
+ * its size (and no data for any other type). *idx: its entry.
  */
-int tmp_files_sum_staged(int stage_fd, TmpFilesManifestEntry *me, struct tmp_files_sum *sums, const char *path)
+int tmp_files_check_member(TmpFilesManifestEntry *me, struct tmp_files_sum *sums, const struct tmp_files_tar_member *m,
+			   size_t *idx)
 {
+	static const char types[] = {
+		[TMP_FILE_ENTRY__KIND__REG] = '0',
+		[TMP_FILE_ENTRY__KIND__DIR] = '5',
+		[TMP_FILE_ENTRY__KIND__SYMLINK] = '2',
+		[TMP_FILE_ENTRY__KIND__HARDLINK] = '1',
+		[TMP_FILE_ENTRY__KIND__FIFO] = '6',
+	};
 	struct staged sg = {};
-	struct stat before, after;
-	struct tmp_files_sum *s;
+	char path[PATH_MAX];
+	unsigned long long size;
 	TmpFileEntry **e;
-	int fd;
+	size_t len = strlen(m->name);
 
+	while (len > 1 && m->name[len - 1] == '/')
+		len--;
+	if (!len || m->name[0] == '/' || snprintf(path, sizeof(path), "/%.*s", (int)len, m->name) >= sizeof(path)) {
+		pr_err("The --tmp-file archive has a member named \"%s\": refusing to extract it\n", m->name);
+		return -1;
+	}
 	staged_init(&sg, me);
 	e = find_entry(&sg, path);
-	if (!e || sums[e - sg.entries].named)
+	if (!e) {
+		pr_err("The --tmp-file archive has %s, which is not in its manifest: refusing to extract it\n", path);
 		return -1;
-	s = &sums[e - sg.entries];
-	s->named = true;
-	if ((*e)->type != TMP_FILE_ENTRY__KIND__REG || !(*e)->has_content_xxh64)
-		return 0;
-	/* Not through a symlink, and never blocking on a fifo of a bad archive */
-	fd = tmp_files_open_beneath(stage_fd, path + 1, O_RDONLY | O_NONBLOCK);
-	if (fd < 0)
-		return 0;
-	if (!fstat(fd, &before) && S_ISREG(before.st_mode) && !tmp_files_content_sum(fd, before.st_size, &s->sum) &&
-	    !fstat(fd, &after) && after.st_size == before.st_size && same_ctime(&after.st_ctim, &before.st_ctim)) {
-		s->taken = true;
-		s->dev = after.st_dev;
-		s->ino = after.st_ino;
-		s->size = after.st_size;
-		s->ctime = after.st_ctim;
 	}
-	close(fd);
+	*idx = e - sg.entries;
+	if (sums[*idx].named) {
+		pr_err("The --tmp-file archive has %s twice: refusing to extract it\n", path);
+		return -1;
+	}
+	sums[*idx].named = true;
+	if ((*e)->type >= ARRAY_SIZE(types) || !types[(*e)->type] || m->type != types[(*e)->type]) {
+		pr_err("The --tmp-file archive has %s as a member of type '%c', not as its manifest says: "
+		       "refusing to extract it\n",
+		       path, m->type);
+		return -1;
+	}
+	size = m->sparse ? m->realsize : m->size;
+	if ((*e)->type == TMP_FILE_ENTRY__KIND__REG ? size != (*e)->size : m->size != 0) {
+		pr_err("The --tmp-file archive has %s of %llu bytes, its manifest %llu: refusing to extract it\n", path,
+		       size, (unsigned long long)(*e)->size);
+		return -1;
+	}
+	/* A sparse member's data is its map and its data blocks: no more than a map of every block */
+	if (m->sparse && m->size > (*e)->size + ((*e)->size / 512 + 2) * 48) {
+		pr_err("The --tmp-file archive has %s with %llu bytes of sparse data for %llu: refusing to extract it\n",
+		       path, m->size, (unsigned long long)(*e)->size);
+		return -1;
+	}
+	return 0;
+}
+
+/* The checksum of the data of the regular member of entry idx, as it passed */
+int tmp_files_check_member_sum(TmpFilesManifestEntry *me, struct tmp_files_sum *sums, size_t idx, uint64_t sum)
+{
+	TmpFileEntry *e = me->entries[idx];
+
+	if (e->has_content_xxh64 && sum != e->content_xxh64) {
+		pr_err("The --tmp-file archive does not match its manifest at %s (content checksum): "
+		       "refusing to restore\n",
+		       e->path);
+		return -1;
+	}
+	sums[idx].streamed = true;
+	sums[idx].sum = sum;
 	return 0;
 }
 

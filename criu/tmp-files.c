@@ -61,11 +61,12 @@ enum {
 
 static const struct compressor {
 	const char *name;
-	char *argv[5]; /* compresses stdin to stdout; argv[0] must be in PATH */
+	char *argv[5];	/* compresses stdin to stdout; argv[0] must be in PATH */
+	char *dargv[5]; /* decompresses */
 } compressors[] = {
-	[TMP_FILES_GZIP] = { "gzip", { "gzip", "--stdout", NULL } },
-	[TMP_FILES_ZSTD] = { "zstd", { "zstd", "-T0", "--quiet", "--stdout", NULL } },
-	[TMP_FILES_NONE] = { "none", { NULL } },
+	[TMP_FILES_GZIP] = { "gzip", { "gzip", "--stdout", NULL }, { "gzip", "-d", "-c", NULL } },
+	[TMP_FILES_ZSTD] = { "zstd", { "zstd", "-T0", "--quiet", "--stdout", NULL }, { "zstd", "-d", "-c", "-q", NULL } },
+	[TMP_FILES_NONE] = { "none", { NULL }, { NULL } },
 };
 
 static int compressor_index(const char *name)
@@ -926,231 +927,102 @@ out:
 }
 
 /*
- * Restore reads the archive in records of 1 MiB, not tar's 10 KiB: every
- * read and write is a system call, and 512 MiB in 10 KiB records took
- * 105,000 of them, 0.3 s on a VM where one costs 2.5 us.
+ * tar reads the archive in records of 1 MiB, not 10 KiB: every read and
+ * write is a system call, and 512 MiB in 10 KiB records took 105,000 of
+ * them, 0.3 s on a VM where one costs 2.5 us. From a pipe, it must wait
+ * for whole records.
  */
 #define TAR_READ_RECORD "--record-size=1M"
 
 /*
- * Runs tar with the archive as its stdin, its errors in the log and, if
- * cwd_fd is not -1, that directory as its working directory, and
- * hands each line of its stdout to line() (with --verbose, one a member;
- * with --quoting-style=escape a newline in a name is "\n"). line()
- * returns non-zero to stop tar. Returns 0 when tar succeeded, 1 when
- * line() stopped it, -1 when tar failed or could not run.
+ * Run argv with in as stdin, out as stdout (-1: /dev/null), the log as
+ * stderr and, if cwd_fd is not -1, that directory as its working
+ * directory. SIGCHLD is blocked by the caller: restore's handler must not
+ * reap it (as in cr_system()).
  */
-static int tar_lines(int archive_fd, int cwd_fd, char *const argv[], int (*line)(void *ctx, char *line), void *ctx)
+static pid_t spawn(char *const argv[], int in, int out, int cwd_fd)
 {
-	sigset_t mask, oldmask;
-	int pfd[2], status, ret = 0;
-	size_t size = 0;
-	char *buf = NULL;
-	ssize_t len;
-	FILE *f;
+	sigset_t mask;
 	pid_t pid;
 
-	/* As cr_system() does: restore's SIGCHLD handler must not reap tar */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGCHLD);
-	if (pipe2(pfd, O_CLOEXEC)) {
-		pr_perror("Can't run tar");
-		return -1;
-	}
-	sigprocmask(SIG_BLOCK, &mask, &oldmask); /* a valid how and set: can't fail */
 	pid = fork();
 	if (pid < 0) {
-		pr_perror("Can't run tar");
-		close(pfd[0]);
-		close(pfd[1]);
-		sigprocmask(SIG_SETMASK, &oldmask, NULL);
+		pr_perror("Can't run %s", argv[0]);
 		return -1;
 	}
-	if (!pid) {
-		sigemptyset(&mask);
-		if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(archive_fd, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(log_get_fd(), 2) < 0 || (cwd_fd >= 0 && fchdir(cwd_fd)) || close_fds(3))
-			_exit(1);
-		execvp("tar", argv);
+	if (pid)
+		return pid;
+	sigemptyset(&mask);
+	if (out < 0)
+		out = open("/dev/null", O_WRONLY);
+	if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(log_get_fd(), 2) < 0 || (cwd_fd >= 0 && fchdir(cwd_fd)) || close_fds(3))
 		_exit(1);
-	}
-	close(pfd[1]);
-	f = fdopen(pfd[0], "r");
-	while (f && !ret && (len = getline(&buf, &size, f)) > 0) {
-		if (buf[len - 1] == '\n')
-			buf[len - 1] = '\0';
-		ret = line(ctx, buf) ? 1 : 0;
-	}
-	if (ret)
+	execvp(argv[0], argv);
+	_exit(1);
+}
+
+/* 0 if pid exited 0; killed first if kill_it */
+static int reap(pid_t pid, const char *what, bool kill_it)
+{
+	int status;
+
+	if (pid <= 0)
+		return -1;
+	if (kill_it)
 		kill(pid, SIGKILL);
-	/* Closed before waiting: a tar with more to say gets EPIPE, not a stuck pipe */
-	if (f)
-		fclose(f);
-	else
-		close(pfd[0]);
-	free(buf);
 	if (waitpid(pid, &status, 0) != pid) {
-		pr_perror("Can't wait for tar");
-		ret = -1;
-	} else if (!ret && (!WIFEXITED(status) || WEXITSTATUS(status))) {
-		pr_err("tar %s %d\n", WIFEXITED(status) ? "exited with" : "was killed by signal",
+		pr_perror("Can't wait for %s", what);
+		return -1;
+	}
+	if (kill_it)
+		return -1;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		pr_err("%s %s %d\n", what, WIFEXITED(status) ? "exited with" : "was killed by signal",
 		       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-		ret = -1;
-	}
-	sigprocmask(SIG_SETMASK, &oldmask, NULL);
-	return ret;
-}
-
-/* What the listing said so far, against the manifest */
-struct listing {
-	TmpFilesManifestEntry *me;
-	unsigned long long bytes, want_bytes, members;
-	char bad_type; /* the type letter of a member no manifest entry can be */
-};
-
-static int listing_line(void *ctx, char *line)
-{
-	struct listing *l = ctx;
-	unsigned long long size;
-
-	/*
-	 * The type letter, then the mode and the size start the line. Only
-	 * the types a manifest entry can be: GNU tar lists a contiguous
-	 * file as 'C' and extracts it as a regular one, and a device node
-	 * is never restored.
-	 */
-	l->members++;
-	if (!line[0] || !strchr("-dlhp", line[0])) {
-		l->bad_type = line[0] ? line[0] : '?';
-		return 1;
-	}
-	if (line[0] == '-') {
-		if (sscanf(line, "%*s %*s %llu", &size) != 1) {
-			l->bad_type = line[0] ? line[0] : '?';
-			return 1;
-		}
-		l->bytes += size;
-	}
-	return l->members > l->me->n_entries || l->bytes > l->want_bytes;
-}
-
-/*
- * What tar would extract, read from its listing while tar writes it: as
- * many members as the manifest has entries, and no more bytes of regular
- * files than the manifest's. So a small archive cannot fill the disk
- * before it is checked. tar is stopped as soon as the listing says too
- * much.
- */
-static int check_listing(int archive_fd, TmpFilesManifestEntry *me)
-{
-	struct listing l = { .me = me };
-	size_t i;
-	int ret;
-
-	for (i = 0; i < me->n_entries; i++)
-		if (me->entries[i]->type == TMP_FILE_ENTRY__KIND__REG)
-			l.want_bytes += me->entries[i]->size;
-
-	ret = tar_lines(archive_fd, -1,
-			(char *[]){ "tar", "--list", "--verbose", "--numeric-owner", "--quoting-style=escape",
-				    "--file=/proc/self/fd/0", TAR_READ_RECORD, NULL },
-			listing_line, &l);
-	if (ret < 0) {
-		pr_err("The --tmp-file archive %s is damaged: tar cannot list it, no file was restored\n",
-		       imgset_template[CR_FD_TMP_FILES].fmt);
-		return -1;
-	}
-	if (l.bad_type) {
-		pr_err("The --tmp-file archive has a member of type '%c', which its manifest cannot describe: "
-		       "refusing to extract it\n",
-		       l.bad_type);
-		return -1;
-	}
-	if (ret || l.members != me->n_entries) {
-		pr_err("The --tmp-file archive lists %s%llu members and %s%llu bytes, its manifest %zu and %llu: "
-		       "refusing to extract it\n",
-		       ret ? "over " : "", l.members, ret ? "over " : "", l.bytes, me->n_entries, l.want_bytes);
 		return -1;
 	}
 	return 0;
 }
 
-/* A name as tar prints it with --quoting-style=escape, back to its bytes; -1 if it can't be */
-static int tar_unescape(const char *in, char *out, size_t size)
-{
-	static const char escapes[] = "a\ab\bf\fn\nr\rt\tv\v\\\\";
-	size_t n = 0;
-
-	while (*in) {
-		char c = *in++;
-
-		if (c == '\\') {
-			const char *e = *in ? strchr(escapes, *in) : NULL;
-
-			if (in[0] >= '0' && in[0] <= '3' && in[1] >= '0' && in[1] <= '7' && in[2] >= '0' && in[2] <= '7') {
-				c = (in[0] - '0') << 6 | (in[1] - '0') << 3 | (in[2] - '0');
-				in += 3;
-			} else if (e && (e - escapes) % 2 == 0) {
-				c = e[1];
-				in++;
-			} else {
-				return -1;
-			}
-		}
-		if (!c || n + 1 >= size)
-			return -1;
-		out[n++] = c;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
-/*
- * tar --verbose names a member when it starts on it, so the one named
- * before is complete: its content checksum is taken then, while tar
- * writes the next and the data is fresh in the page cache, and the
- * extracted files are not read a second time (tmp_files_check_staged()).
- * A name that is not one of the manifest's, or comes twice, may have
- * changed a file already summed: then every file is read again.
- */
+/* The members of the archive, checked against the manifest as they pass */
 struct extraction {
-	int stage_fd;
 	TmpFilesManifestEntry *me;
 	struct tmp_files_sum *sums;
-	bool distrust;
-	char done[PATH_MAX]; /* the member named last, as the manifest names it, or "" */
+	size_t cur; /* the entry of the member passing */
 };
 
-static void sum_done(struct extraction *x)
-{
-	if (x->done[0] && tmp_files_sum_staged(x->stage_fd, x->me, x->sums, x->done))
-		x->distrust = true;
-	x->done[0] = '\0';
-}
-
-static int extraction_line(void *ctx, char *line)
+static int member_ok(void *ctx, const struct tmp_files_tar_member *m)
 {
 	struct extraction *x = ctx;
-	size_t len;
 
-	sum_done(x);
-	x->done[0] = '/';
-	if (tar_unescape(line, x->done + 1, sizeof(x->done) - 1)) {
-		x->done[0] = '\0';
-		x->distrust = true;
-	}
-	len = strlen(x->done);
-	if (len > 1 && x->done[len - 1] == '/') /* a directory */
-		x->done[len - 1] = '\0';
-	return 0;
+	return tmp_files_check_member(x->me, x->sums, m, &x->cur);
 }
 
+static int member_summed(void *ctx, const struct tmp_files_tar_member *m, uint64_t sum)
+{
+	struct extraction *x = ctx;
+
+	return tmp_files_check_member_sum(x->me, x->sums, x->cur, sum);
+}
+
+/*
+ * The archive is decompressed once, and criu reads it on its way to tar
+ * (tmp_files_tar_stream()): every member is checked against the manifest
+ * before its data reaches tar, so a small archive cannot fill the disk
+ * nor put anything the manifest does not have into the stage, and the
+ * data of each regular member is checksummed as it passes.
+ */
 static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
 			   struct tmp_files_sum *sums)
 {
-	struct extraction x = { .stage_fd = stage->fd, .me = me, .sums = sums };
+	struct extraction x = { .me = me, .sums = sums };
+	struct tmp_files_tar_check check = { .ctx = &x, .member = member_ok, .summed = member_summed };
+	const struct compressor *c = &compressors[me->compression ? compressor_index(me->compression) : TMP_FILES_NONE];
+	int dpipe[2] = { -1, -1 }, tpipe[2] = { -1, -1 }, in, ret = -1;
+	pid_t unzip = 0, tar = -1;
+	sigset_t mask, oldmask;
 	struct cr_img *img;
-	int ret;
 
 	img = open_image(CR_FD_TMP_FILES, O_RSTR);
 	if (!img)
@@ -1160,35 +1032,55 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 		close_image(img);
 		return -1;
 	}
-	if (check_listing(img_raw_fd(img), me)) {
-		close_image(img);
-		return -1;
-	}
+	in = img_raw_fd(img);
 
-	/*
-	 * A regular file: tar recognises the compression itself. Directory
-	 * times and modes are set once every member is out: with a pre-copy,
-	 * a member may come after members outside its directory.
-	 */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, &oldmask); /* a valid how and set: can't fail */
+	if (pipe2(tpipe, O_CLOEXEC) || (c->dargv[0] && pipe2(dpipe, O_CLOEXEC))) {
+		pr_perror("Can't make a pipe");
+		goto out;
+	}
+	if (c->dargv[0]) {
+		unzip = spawn(c->dargv, in, dpipe[1], -1);
+		close_safe(&dpipe[1]);
+		if (unzip < 0)
+			goto out;
+		in = dpipe[0];
+	}
 	/* In the stage, entered by its fd: its name is never used again */
-	ret = tar_lines(img_raw_fd(img), stage->fd,
-			(char *[]){ "tar", "--extract", "--verbose", "--quoting-style=escape", "--file=/proc/self/fd/0",
-				    TAR_READ_RECORD, "--numeric-owner",
-				    "--preserve-permissions", "--same-owner", "--delay-directory-restore", "--xattrs",
-				    "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
-			extraction_line, &x);
-	close_image(img);
-	if (ret) {
-		pr_err("The --tmp-file archive %s is damaged: tar failed, no file was restored\n",
+	tar = spawn((char *[]){ "tar", "--extract", "--file=-", "--read-full-records", TAR_READ_RECORD,
+				"--numeric-owner", "--preserve-permissions", "--same-owner", "--delay-directory-restore",
+				"--xattrs", "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
+		    tpipe[0], -1, stage->fd);
+	close_safe(&tpipe[0]);
+	if (tar < 0)
+		goto out;
+
+	ret = tmp_files_tar_stream(in, tpipe[1], &check);
+	close_safe(&tpipe[1]);
+	close_safe(&dpipe[0]);
+	if (reap(tar, "tar", ret != 0))
+		ret = -1;
+	tar = -1;
+	if (unzip && reap(unzip, c->dargv[0], ret != 0))
+		ret = -1;
+	unzip = 0;
+	if (ret)
+		pr_err("The --tmp-file archive %s is damaged, or not what its manifest says: no file was restored\n",
 		       imgset_template[CR_FD_TMP_FILES].fmt);
-		return -1;
-	}
-	sum_done(&x);
-	if (x.distrust) {
-		pr_info("tar named a member twice, or one the manifest does not have: every file is read again\n");
-		memset(sums, 0, me->n_entries * sizeof(*sums));
-	}
-	return 0;
+out:
+	if (tar > 0)
+		reap(tar, "tar", true);
+	if (unzip > 0)
+		reap(unzip, c->dargv[0], true);
+	close_safe(&tpipe[0]);
+	close_safe(&tpipe[1]);
+	close_safe(&dpipe[0]);
+	close_safe(&dpipe[1]);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	close_image(img);
+	return ret;
 }
 
 /* Put the saved files back under root ("" for "/") */

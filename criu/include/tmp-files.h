@@ -50,9 +50,9 @@ struct TmpFileEntry;
 
 /* What a dump saves, as the dumped tree sees it */
 struct tmp_files_set {
-	char proc_root[32]; /* /proc/PID/root of the root task */
+	char proc_root[32];  /* /proc/PID/root of the root task */
 	char root[PATH_MAX]; /* where that is: "/", or the tree's chroot */
-	char **paths;	    /* absolute, none inside another */
+	char **paths;	     /* absolute, none inside another */
 	size_t nr;
 	char **excludes; /* "--exclude=NAME" for tar: the images and work directories */
 	int nr_excludes;
@@ -77,23 +77,22 @@ extern int tmp_files_write_manifest(struct TmpFilesManifestEntry *me, bool repla
 extern int tmp_files_check_manifest(struct TmpFilesManifestEntry *me);
 
 /*
- * The content checksum of an extracted regular file, taken while tar
- * extracts the next one, and the file it was read from; one a manifest
- * entry, in me->entries' order. check_staged() uses it for a file that
- * is still that one (same inode, size and ctime), and reads any other.
+ * What the archive's stream said of each manifest entry (me->entries'
+ * order): its member was named, and for a regular member not sparse,
+ * the checksum of its data as it passed to tar. check_staged() uses it
+ * instead of reading the extracted file again.
  */
 struct tmp_files_sum {
-	bool named; /* tar extracted the entry's member */
-	bool taken; /* and sum is its checksum */
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec ctime;
+	bool named;
+	bool streamed;
 	uint64_t sum;
 };
 
-extern int tmp_files_sum_staged(int stage_fd, struct TmpFilesManifestEntry *me, struct tmp_files_sum *sums,
-				const char *path);
+struct tmp_files_tar_member;
+extern int tmp_files_check_member(struct TmpFilesManifestEntry *me, struct tmp_files_sum *sums,
+				  const struct tmp_files_tar_member *m, size_t *idx);
+extern int tmp_files_check_member_sum(struct TmpFilesManifestEntry *me, struct tmp_files_sum *sums, size_t idx,
+				      uint64_t sum);
 extern int tmp_files_check_staged(int stage_fd, struct TmpFilesManifestEntry *me,
 				  const struct tmp_files_sum *sums);
 
@@ -119,6 +118,40 @@ extern const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const
 extern int tmp_files_precopy_compact(struct tmp_files_precopy *pc);
 extern int tmp_files_precopy_end(struct tmp_files_precopy *pc, bool appended);
 extern void tmp_files_precopy_free(struct tmp_files_precopy *pc);
+
+/* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from the bytes as they come */
+struct tmp_files_sum_ctx {
+	uint64_t acc;
+	off_t off; /* of buf in the file */
+	size_t fill;
+	char *buf;
+};
+extern int tmp_files_sum_start(struct tmp_files_sum_ctx *c);
+extern void tmp_files_sum_update(struct tmp_files_sum_ctx *c, const char *data, size_t len);
+extern uint64_t tmp_files_sum_end(struct tmp_files_sum_ctx *c);
+
+/* tmp-files-tar.c: a member of the archive, from its headers */
+struct tmp_files_tar_member {
+	char name[PATH_MAX]; /* as in the archive: "tmp/app/x", "tmp/app/" */
+	char linkname[PATH_MAX];
+	char type;		     /* ustar typeflag, '0' for a regular file */
+	unsigned long long size;     /* of its data in the archive */
+	bool has_size;		     /* size came from a pax record */
+	bool sparse;		     /* GNU tar's pax sparse format */
+	unsigned long long realsize; /* of a sparse file */
+};
+
+struct tmp_files_tar_check {
+	void *ctx;
+	/* Before any of the member is handed on: 0 to go on */
+	int (*member)(void *ctx, const struct tmp_files_tar_member *m);
+	/* A regular member (not sparse) has passed: the checksum of its data */
+	int (*summed)(void *ctx, const struct tmp_files_tar_member *m, uint64_t sum);
+};
+
+extern int tmp_files_tar_header(const char *blk, struct tmp_files_tar_member *m);
+extern int tmp_files_tar_pax(const char *buf, size_t len, struct tmp_files_tar_member *m);
+extern int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check);
 
 /* tmp-files-hash.c: content_xxh64 of images/tmp-file.proto, from fd */
 extern uint64_t tmp_files_xxh64(const void *buf, size_t len, uint64_t seed);

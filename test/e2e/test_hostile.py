@@ -180,7 +180,7 @@ def gzip_bomb(c):
 
 
 CASES = [
-    # a member more than the manifest has: refused from tar's listing
+    # refused from the member's header, before its data reaches tar
     (absolute_member, "refusing to extract it"),
     (dotdot_member, "refusing to extract it"),
     (symlink_then_file, "refusing to extract it"),
@@ -190,7 +190,7 @@ CASES = [
     (truncated_archive, "is damaged"),
     (truncated_manifest, MANIFEST),
     (unknown_compression, 'compressed with "lz77", which is not supported'),
-    (huge_size, "app.conf (size)"),
+    (huge_size, "app.conf of "),
     (duplicated_entry, "app.log twice: refusing to restore"),
     (bad_manifest_path, "Bad path"),
     (saved_path_without_entry, "has no entry for"),
@@ -198,7 +198,7 @@ CASES = [
     (hardlink_to_a_symlink, "refusing to restore"),
     (xattr_added, "app.conf (xattrs)"),
     (gzip_bomb, "refusing to extract it"),
-    (member_twice, "app.conf (content checksum)"),
+    (member_twice, "app.conf twice: refusing to extract it"),
     (member_renamed, "planted, which is not in its manifest"),
 ]
 
@@ -219,9 +219,6 @@ def test_hostile_image_is_refused(app, criu, tmpdir_tmp, edit, message):
     r = criu.restore()
     assert r.returncode != 0
     assert message in r.errors(), r
-    if edit in (member_twice, member_renamed):
-        # tar named app.conf twice, or planted: no checksum taken while extracting counts
-        assert "every file is read again" in r.log
     assert snapshot(app.dir, outside) == before
     assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu")]
     # No task was created: the pid never came back.

@@ -1,0 +1,365 @@
+/*
+ * --tmp-file, restore: the archive as a stream, read by criu between the
+ * decompressor and tar.
+ *
+ * Every member header is parsed (a ustar header, with the pax extended
+ * header before it) and handed to a check before any of it reaches tar:
+ * a member the check refuses stops the restore before its data is
+ * written anywhere. The data of a regular member is checksummed as it
+ * passes (tmp_files_sum_update()), so that the extracted files need not
+ * be read again, and the archive is decompressed once.
+ */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "log.h"
+#include "tmp-files.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#undef LOG_PREFIX
+#define LOG_PREFIX "tmp-files: "
+
+#define BLOCK	    512
+#define STREAM_READ (1 << 20)
+#define PAX_MAX	    (1 << 20)
+
+/* The fields of a ustar header block (POSIX.1-2001, pax) */
+struct ustar {
+	char name[100];
+	char mode[8];
+	char uid[8];
+	char gid[8];
+	char size[12];
+	char mtime[12];
+	char chksum[8];
+	char typeflag;
+	char linkname[100];
+	char magic[6];
+	char version[2];
+	char uname[32];
+	char gname[32];
+	char devmajor[8];
+	char devminor[8];
+	char prefix[155];
+	char pad[12];
+};
+
+/* An octal field (or GNU base-256), -1 if it is neither */
+static long long number(const char *field, size_t len)
+{
+	unsigned long long v = 0;
+	size_t i = 0;
+
+	if ((unsigned char)field[0] == 0x80) {
+		for (i = 1; i < len; i++) {
+			if (v >> 55)
+				return -1;
+			v = v << 8 | (unsigned char)field[i];
+		}
+		return v;
+	}
+	while (i < len && field[i] == ' ')
+		i++;
+	for (; i < len && field[i] >= '0' && field[i] <= '7'; i++) {
+		if (v >> 60)
+			return -1;
+		v = v * 8 + (field[i] - '0');
+	}
+	for (; i < len; i++)
+		if (field[i] != ' ' && field[i])
+			return -1;
+	return v;
+}
+
+/*
+ * A header block into m (on top of what a pax header put there): 0, 1 for
+ * a zero block (the end of the archive), -1 if it is not a ustar header.
+ */
+int tmp_files_tar_header(const char *blk, struct tmp_files_tar_member *m)
+{
+	const struct ustar *h = (const struct ustar *)blk;
+	long long sum, size;
+	unsigned int i, s = 0;
+
+	BUILD_BUG_ON(sizeof(struct ustar) != BLOCK);
+	for (i = 0; i < BLOCK; i++)
+		s += (unsigned char)blk[i];
+	if (!s)
+		return 1;
+	/* The checksum counts its own field as spaces */
+	for (i = 0; i < sizeof(h->chksum); i++)
+		s -= (unsigned char)h->chksum[i] - ' ';
+	sum = number(h->chksum, sizeof(h->chksum));
+	size = number(h->size, sizeof(h->size));
+	if (memcmp(h->magic, "ustar", 5) || sum != s || size < 0)
+		return -1;
+
+	m->type = h->typeflag ?: '0';
+	if (!m->has_size)
+		m->size = size;
+	if (!m->name[0]) {
+		if (h->prefix[0])
+			snprintf(m->name, sizeof(m->name), "%.*s/%.*s", (int)sizeof(h->prefix), h->prefix,
+				 (int)sizeof(h->name), h->name);
+		else
+			snprintf(m->name, sizeof(m->name), "%.*s", (int)sizeof(h->name), h->name);
+	}
+	if (!m->linkname[0])
+		snprintf(m->linkname, sizeof(m->linkname), "%.*s", (int)sizeof(h->linkname), h->linkname);
+	return 0;
+}
+
+/* A decimal value of a pax record, digits only */
+static int pax_number(const char *val, size_t len, unsigned long long *v)
+{
+	size_t i;
+
+	*v = 0;
+	if (!len)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (val[i] < '0' || val[i] > '9' || *v > (~0ULL - 9) / 10)
+			return -1;
+		*v = *v * 10 + (val[i] - '0');
+	}
+	return 0;
+}
+
+static int pax_string(char *dst, size_t size, const char *val, size_t len)
+{
+	if (len >= size || memchr(val, '\0', len))
+		return -1;
+	memcpy(dst, val, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+/*
+ * The records of a pax extended header ("LEN KEY=VALUE\n", buf not
+ * NUL-terminated) that say what the next member is: path, linkpath,
+ * size, and GNU tar's sparse file records. -1 if a record is malformed.
+ */
+int tmp_files_tar_pax(const char *buf, size_t len, struct tmp_files_tar_member *m)
+{
+	const char *p = buf, *end = buf + len;
+
+	while (p < end) {
+		const char *key, *eq, *val, *rec_end;
+		unsigned long long rlen = 0;
+		size_t klen, vlen;
+
+		for (key = p; key < end && *key >= '0' && *key <= '9'; key++) {
+			rlen = rlen * 10 + (*key - '0');
+			if (rlen > len)
+				return -1;
+		}
+		if (key == p || key >= end || *key != ' ' || rlen > (unsigned long long)(end - p))
+			return -1;
+		rec_end = p + rlen;
+		key++;
+		if (key >= rec_end || rec_end[-1] != '\n')
+			return -1;
+		eq = memchr(key, '=', rec_end - 1 - key);
+		if (!eq)
+			return -1;
+		klen = eq - key;
+		val = eq + 1;
+		vlen = rec_end - 1 - val;
+#define KEY(k) (klen == sizeof(k) - 1 && !memcmp(key, k, klen))
+		if (KEY("path")) {
+			if (!m->sparse && pax_string(m->name, sizeof(m->name), val, vlen))
+				return -1;
+		} else if (KEY("linkpath")) {
+			if (pax_string(m->linkname, sizeof(m->linkname), val, vlen))
+				return -1;
+		} else if (KEY("size")) {
+			if (pax_number(val, vlen, &m->size))
+				return -1;
+			m->has_size = true;
+		} else if (KEY("GNU.sparse.name")) {
+			/* A sparse file's: its path is made up */
+			if (pax_string(m->name, sizeof(m->name), val, vlen))
+				return -1;
+			m->sparse = true;
+		} else if (KEY("GNU.sparse.realsize") || KEY("GNU.sparse.size")) {
+			if (pax_number(val, vlen, &m->realsize))
+				return -1;
+			m->sparse = true;
+		} else if (klen > 11 && !memcmp(key, "GNU.sparse.", 11)) {
+			m->sparse = true;
+		}
+#undef KEY
+		p = rec_end;
+	}
+	return 0;
+}
+
+/* What is between the decompressor and tar */
+struct stream {
+	int out;
+	const struct tmp_files_tar_check *check;
+	struct tmp_files_tar_member m;
+	char *pend;	 /* a header being read: a pax header, its data, the ustar header */
+	size_t have;	 /* bytes in pend */
+	size_t need;	 /* bytes pend must hold before it is parsed */
+	bool in_pax;	 /* pend starts with a pax header */
+	size_t pax_len;	 /* of its data */
+	off_t data_left; /* of the member passing: data and padding */
+	off_t sum_left;	 /* of its data, to checksum */
+	bool summing;
+	bool ended; /* the end of the archive was passed */
+	struct tmp_files_sum_ctx sum;
+	unsigned long long members;
+};
+
+static int put(struct stream *s, const char *buf, size_t len)
+{
+	if (write_all(s->out, buf, len) != len) {
+		pr_perror("Can't hand the archive to tar");
+		return -1;
+	}
+	return 0;
+}
+
+/* pend holds a header block; or a pax header, its data and the header after it */
+static int header_done(struct stream *s)
+{
+	struct tmp_files_tar_member scratch = {};
+	char *hdr = s->pend + s->have - BLOCK;
+	int ret;
+
+	if (!s->in_pax && hdr[156] == 'x') {
+		/* A pax header: read its data and the header it is for */
+		if (tmp_files_tar_header(hdr, &scratch) || scratch.size > PAX_MAX) {
+			pr_err("The --tmp-file archive has a bad pax header after %llu members\n", s->members);
+			return -1;
+		}
+		s->in_pax = true;
+		s->pax_len = scratch.size;
+		s->need = BLOCK + round_up(s->pax_len, BLOCK) + BLOCK;
+		return 0;
+	}
+	memset(&s->m, 0, sizeof(s->m));
+	if (s->in_pax && tmp_files_tar_pax(s->pend + BLOCK, s->pax_len, &s->m)) {
+		pr_err("The --tmp-file archive has a bad pax header after %llu members\n", s->members);
+		return -1;
+	}
+	ret = tmp_files_tar_header(hdr, &s->m);
+	if (ret < 0 || (ret == 1 && s->in_pax)) {
+		pr_err("The --tmp-file archive has a bad header after %llu members: refusing to extract it\n",
+		       s->members);
+		return -1;
+	}
+	if (ret == 1) {
+		s->ended = true;
+	} else {
+		s->members++;
+		if (s->check->member(s->check->ctx, &s->m))
+			return -1;
+		/* Only regular members carry data: check->member() refuses a size on any other */
+		if (s->m.type == '0') {
+			s->data_left = round_up(s->m.size, BLOCK);
+			s->sum_left = s->m.size;
+			s->summing = !s->m.sparse && !tmp_files_sum_start(&s->sum);
+		}
+	}
+	ret = put(s, s->pend, s->have);
+	s->have = 0;
+	s->in_pax = false;
+	s->need = BLOCK;
+	return ret;
+}
+
+static int member_data(struct stream *s, const char *p, size_t len)
+{
+	if (s->summing) {
+		size_t n = min_t(off_t, len, s->sum_left);
+
+		tmp_files_sum_update(&s->sum, p, n);
+		s->sum_left -= n;
+	}
+	s->data_left -= len;
+	if (put(s, p, len))
+		return -1;
+	if (s->data_left)
+		return 0;
+	if (s->summing) {
+		s->summing = false;
+		return s->check->summed(s->check->ctx, &s->m, tmp_files_sum_end(&s->sum));
+	}
+	return 0;
+}
+
+static int feed(struct stream *s, const char *p, size_t len)
+{
+	while (len) {
+		size_t n;
+
+		if (s->ended)
+			return put(s, p, len); /* the zero blocks and record padding */
+		if (s->data_left) {
+			n = min_t(off_t, len, s->data_left);
+			if (member_data(s, p, n))
+				return -1;
+		} else {
+			n = min(len, s->need - s->have);
+			memcpy(s->pend + s->have, p, n);
+			s->have += n;
+			if (s->have == s->need && header_done(s))
+				return -1;
+		}
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Copy the decompressed archive from in to out (tar's stdin), each member
+ * checked by check->member() before any of it is written, and the data of
+ * regular ones (not sparse) handed to check->summed() as its checksum.
+ */
+int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check)
+{
+	struct stream s = { .out = out, .check = check, .need = BLOCK };
+	struct sigaction pipe_ign = { .sa_handler = SIG_IGN }, old;
+	char *buf;
+	int ret = -1;
+
+	buf = xmalloc(STREAM_READ);
+	s.pend = xmalloc(BLOCK + PAX_MAX + BLOCK);
+	/* A tar that stops reading is an EPIPE to report, not a signal */
+	if (!buf || !s.pend || sigaction(SIGPIPE, &pipe_ign, &old))
+		goto out;
+	while (1) {
+		ssize_t n = read(in, buf, STREAM_READ);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			pr_perror("Can't read the --tmp-file archive");
+			break;
+		}
+		if (!n) {
+			ret = s.ended && !s.data_left ? 0 : -1;
+			if (ret)
+				pr_err("The --tmp-file archive is truncated after %llu members\n", s.members);
+			break;
+		}
+		if (feed(&s, buf, n))
+			break;
+	}
+	sigaction(SIGPIPE, &old, NULL);
+out:
+	if (s.summing)
+		tmp_files_sum_end(&s.sum);
+	xfree(buf);
+	xfree(s.pend);
+	return ret;
+}
