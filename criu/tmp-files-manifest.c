@@ -723,30 +723,73 @@ int tmp_files_check_manifest(TmpFilesManifestEntry *me)
 	return check_manifest(&sg);
 }
 
+/* The regular entry of a set of hard links: e itself, or the one it links to */
+static TmpFileEntry *link_head(struct staged *sg, TmpFileEntry *e)
+{
+	TmpFileEntry **t;
+
+	if (e->type != TMP_FILE_ENTRY__KIND__HARDLINK)
+		return e->type == TMP_FILE_ENTRY__KIND__REG ? e : NULL;
+	t = e->target ? find_entry(sg, e->target) : NULL;
+	return t && (*t)->type == TMP_FILE_ENTRY__KIND__REG ? *t : NULL;
+}
+
+/* A member name ("tmp/app/x/") as a manifest path ("/tmp/app/x") */
+static int member_path(const char *name, char *path)
+{
+	size_t len = strlen(name);
+
+	while (len > 1 && name[len - 1] == '/')
+		len--;
+	if (!len || name[0] == '/' || snprintf(path, PATH_MAX, "/%.*s", (int)len, name) >= PATH_MAX)
+		return -1;
+	return 0;
+}
+
+/*
+ * Whether member m may stand for entry e. A file with hard links may
+ * come as its data ('0') or as a link ('1') to another name of the same
+ * set: tar decides which by the order it archives them in.
+ */
+static const char *member_mismatch(struct staged *sg, TmpFileEntry *e, const struct tmp_files_tar_member *m)
+{
+	static const char types[] = {
+		[TMP_FILE_ENTRY__KIND__DIR] = '5',
+		[TMP_FILE_ENTRY__KIND__SYMLINK] = '2',
+		[TMP_FILE_ENTRY__KIND__FIFO] = '6',
+	};
+	TmpFileEntry *head = link_head(sg, e), **to;
+	char path[PATH_MAX];
+
+	if (head && m->type == '0')
+		return (m->sparse ? m->realsize : m->size) != head->size ? "size" : NULL;
+	if (head && m->type == '1') {
+		to = member_path(m->linkname, path) ? NULL : find_entry(sg, path);
+		return m->size || !to || link_head(sg, *to) != head ? "hard link" : NULL;
+	}
+	if (head || e->type >= ARRAY_SIZE(types) || !types[e->type] || m->type != types[e->type])
+		return "type";
+	if (m->size)
+		return "size";
+	if (e->type == TMP_FILE_ENTRY__KIND__SYMLINK && strcmp(m->linkname, e->target ?: ""))
+		return "symlink target";
+	return NULL;
+}
+
 /*
  * A member of the archive, from its headers, before any of it reaches
- * tar: a name of the manifest's, named once, of its entry's type, with
- * its size (and no data for any other type). *idx: its entry.
+ * tar: a name of the manifest's, named once, as its entry says (type,
+ * size, link). *idx: its entry.
  */
 int tmp_files_check_member(TmpFilesManifestEntry *me, struct tmp_files_sum *sums, const struct tmp_files_tar_member *m,
 			   size_t *idx)
 {
-	static const char types[] = {
-		[TMP_FILE_ENTRY__KIND__REG] = '0',
-		[TMP_FILE_ENTRY__KIND__DIR] = '5',
-		[TMP_FILE_ENTRY__KIND__SYMLINK] = '2',
-		[TMP_FILE_ENTRY__KIND__HARDLINK] = '1',
-		[TMP_FILE_ENTRY__KIND__FIFO] = '6',
-	};
 	struct staged sg = {};
 	char path[PATH_MAX];
-	unsigned long long size;
+	const char *what;
 	TmpFileEntry **e;
-	size_t len = strlen(m->name);
 
-	while (len > 1 && m->name[len - 1] == '/')
-		len--;
-	if (!len || m->name[0] == '/' || snprintf(path, sizeof(path), "/%.*s", (int)len, m->name) >= sizeof(path)) {
+	if (member_path(m->name, path)) {
 		pr_err("The --tmp-file archive has a member named \"%s\": refusing to extract it\n", m->name);
 		return -1;
 	}
@@ -762,39 +805,34 @@ int tmp_files_check_member(TmpFilesManifestEntry *me, struct tmp_files_sum *sums
 		return -1;
 	}
 	sums[*idx].named = true;
-	if ((*e)->type >= ARRAY_SIZE(types) || !types[(*e)->type] || m->type != types[(*e)->type]) {
-		pr_err("The --tmp-file archive has %s as a member of type '%c', not as its manifest says: "
-		       "refusing to extract it\n",
-		       path, m->type);
-		return -1;
-	}
-	size = m->sparse ? m->realsize : m->size;
-	if ((*e)->type == TMP_FILE_ENTRY__KIND__REG ? size != (*e)->size : m->size != 0) {
-		pr_err("The --tmp-file archive has %s of %llu bytes, its manifest %llu: refusing to extract it\n", path,
-		       size, (unsigned long long)(*e)->size);
-		return -1;
-	}
+	what = member_mismatch(&sg, *e, m);
 	/* A sparse member's data is its map and its data blocks: no more than a map of every block */
-	if (m->sparse && m->size > (*e)->size + ((*e)->size / 512 + 2) * 48) {
-		pr_err("The --tmp-file archive has %s with %llu bytes of sparse data for %llu: refusing to extract it\n",
-		       path, m->size, (unsigned long long)(*e)->size);
+	if (!what && m->sparse && m->size > m->realsize + (m->realsize / 512 + 2) * 48)
+		what = "sparse map";
+	if (what) {
+		pr_err("The --tmp-file archive has %s as a member of type '%c' that does not match its manifest (%s): "
+		       "refusing to extract it\n",
+		       path, m->type, what);
 		return -1;
 	}
 	return 0;
 }
 
-/* The checksum of the data of the regular member of entry idx, as it passed */
+/* The checksum of the data of the member of entry idx, as it passed */
 int tmp_files_check_member_sum(TmpFilesManifestEntry *me, struct tmp_files_sum *sums, size_t idx, uint64_t sum)
 {
-	TmpFileEntry *e = me->entries[idx];
+	struct staged sg = {};
+	TmpFileEntry *e = me->entries[idx], *head;
 
-	if (e->has_content_xxh64 && sum != e->content_xxh64) {
+	staged_init(&sg, me);
+	head = link_head(&sg, e);
+	if (!head || (head->has_content_xxh64 && sum != head->content_xxh64)) {
 		pr_err("The --tmp-file archive does not match its manifest at %s (content checksum): "
 		       "refusing to restore\n",
 		       e->path);
 		return -1;
 	}
-	sums[idx].streamed = true;
+	sums[idx].streamed = e == head;
 	sums[idx].sum = sum;
 	return 0;
 }

@@ -41,6 +41,8 @@ extern int restore_tmp_files_in_ns(void);
  *                         compression) and restore entry points
  *   tmp-files-manifest.c  the manifest: made at dump, checked at restore
  *   tmp-files-place.c     restore: staging directory, placement, rollback
+ *   tmp-files-tar.c       restore: the archive's stream to tar, each
+ *                         member's headers parsed and checked on the way
  *   tmp-files-hash.c      the checksums of content and xattrs
  *   tmp-files-precopy.c   --tmp-file-precopy: the pass before the freeze,
  *                         and what of it the frozen pass keeps

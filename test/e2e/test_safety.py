@@ -223,7 +223,7 @@ def resized(members):
     (extra, "refusing to extract it"),
     (missing, "lacks {dir}/app.conf, which is in its manifest"),
     (renamed, "has {dir}/planted, which is not in its manifest"),
-    (resized, "bytes, its manifest"),
+    (resized, "that does not match its manifest (size)"),
 ])
 def test_archive_not_matching_its_manifest_is_refused(app, criu, change, message):
     app.start()
