@@ -216,6 +216,7 @@ struct stream {
 	bool ended; /* the end of the archive was passed */
 	struct tmp_files_sum_ctx sum;
 	unsigned long long members;
+	unsigned long long bytes; /* handed to tar */
 };
 
 static int put(struct stream *s, const char *buf, size_t len)
@@ -224,6 +225,7 @@ static int put(struct stream *s, const char *buf, size_t len)
 		pr_perror("Can't hand the archive to tar");
 		return -1;
 	}
+	s->bytes += len;
 	return 0;
 }
 
@@ -350,6 +352,8 @@ int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *chec
 			ret = s.ended && !s.data_left ? 0 : -1;
 			if (ret)
 				pr_err("The --tmp-file archive is truncated after %llu members\n", s.members);
+			else
+				pr_info("%llu members checked on their way to tar (%llu bytes)\n", s.members, s.bytes);
 			break;
 		}
 		if (feed(&s, buf, n))
