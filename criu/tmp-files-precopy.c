@@ -656,11 +656,11 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 	    was->st_size != st->st_size || !same_time(&was->st_mtim, &st->st_mtim) ||
 	    !same_time(&was->st_ctim, &st->st_ctim))
 		return "changed since the pre-copy";
-	if (f->type != REGTYPE)
-		return "its member is not a regular file's data";
 	/* tar stores the data with the first name it reads, and links the others to it */
 	if (st->st_nlink > 1 || e->type != TMP_FILE_ENTRY__KIND__REG)
 		return "it has hard links: its names are archived together while frozen";
+	if (f->type != REGTYPE)
+		return "its member is not a regular file's data";
 	if (was->st_ctim.tv_sec > pc->start.tv_sec ||
 	    (was->st_ctim.tv_sec == pc->start.tv_sec && was->st_ctim.tv_nsec >= pc->start.tv_nsec))
 		return "its ctime is not older than the pre-copy: it may have changed in the same clock tick";
