@@ -319,7 +319,7 @@ static int collect_shared_running(struct tmp_files_precopy *pc, pid_t root_pid)
 	for (i = 0; !ret && i < nr; i++)
 		ret = add_shared(pc, pids[i], true) ?: add_children(pids[i], &pids, &nr);
 	if (!ret)
-		pr_info("Pre-copy: %zu process(es) of the tree map %zu file(s) shared at its start\n", nr,
+		pr_info("Pre-copy: %zu process(es) in the tree, %zu shared mapping(s) of files at its start\n", nr,
 			pc->nr_shared);
 	xfree(pids);
 	return ret;

@@ -112,9 +112,10 @@ def test_restore_gives_the_state_at_freeze(procs, criu, workdir, where):
                       images=images)
         assert r.returncode == 0, r
         p.wait(timeout=10)
-        k, n, again, m = kept(r.log)
+        _, _, again, m = kept(r.log)
         assert str(d / "static") not in again
-        changed += n - k
+        # Files archived again (directories, symlinks and fifos always are)
+        changed += sum(not why.startswith("not a regular file") for why in again.values())
         again_total += len(again)
         moved += m
         restores_as_frozen(criu, procs, p, d, images)
@@ -123,7 +124,7 @@ def test_restore_gives_the_state_at_freeze(procs, criu, workdir, where):
     # The tree did change entries between the pre-copy and the freeze
     # (whether kept members had to be moved depends on timing here: see
     # test_tree_changed_between_the_passes)
-    assert changed > ROUNDS and again_total >= changed, (changed, again_total, moved)
+    assert changed > ROUNDS, (changed, again_total, moved)
 
 
 def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):

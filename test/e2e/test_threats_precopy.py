@@ -280,7 +280,8 @@ def test_write_through_an_old_shared_mapping_is_not_lost(procs, criu, workdir, w
         procs.track(p.pid)
         assert (d / "f").read_bytes() == frozen, "round %d: the data written last was lost" % i
         # The writer, a child of a thread, was found at the start
-        m = re.search(r"Pre-copy: (\d+) process\(es\) of the tree map (\d+) file\(s\) shared at its start", dump.log)
+        m = re.search(r"Pre-copy: (\d+) process\(es\) in the tree, (\d+) shared mapping\(s\) of files at its start",
+                      dump.log)
         assert m and int(m.group(1)) == 2, dump.log[-3000:]
         assert again(dump.log).get(str(d / "f")) == \
             "mapped shared by the tree: writes through the mapping may leave the ctime as it was"
