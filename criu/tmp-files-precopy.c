@@ -189,7 +189,7 @@ static void sum_files(struct tmp_files_precopy *pc)
 		struct stat st;
 		int fd;
 
-		if (!S_ISREG(was->st_mode))
+		if (!S_ISREG(was->st_mode) || was->st_nlink > 1) /* never kept */
 			continue;
 		snprintf(pc->path, sizeof(pc->path), "%s%s", pc->set->proc_root, pc->files[i].path);
 		/* The tree runs: a fifo put there since must not block the child */
