@@ -59,8 +59,6 @@
 #define REGTYPE	 '0'
 #define LNKTYPE	 '1'
 #define SYMTYPE	 '2'
-#define CHRTYPE	 '3'
-#define BLKTYPE	 '4'
 #define DIRTYPE	 '5'
 #define FIFOTYPE '6'
 
