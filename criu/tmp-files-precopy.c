@@ -203,6 +203,12 @@ static void sum_files(struct tmp_files_precopy *pc)
 	}
 }
 
+/* The tree runs: a process that exited since it was listed, or a mapping gone */
+static bool gone_since(bool running)
+{
+	return running && (errno == ENOENT || errno == ESRCH);
+}
+
 /*
  * The inodes that the process pid maps MAP_SHARED, writable or not (one
  * opened for writing can be made writable with mprotect()). running: the
@@ -218,7 +224,7 @@ static int add_shared(struct tmp_files_precopy *pc, pid_t pid, bool running)
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	f = fopen(path, "re");
 	if (!f) {
-		if (running && errno == ENOENT)
+		if (gone_since(running))
 			return 0;
 		pr_perror("Can't open %s", path);
 		return -1;
@@ -234,7 +240,7 @@ static int add_shared(struct tmp_files_precopy *pc, pid_t pid, bool running)
 		/* As the path sees it (an overlayfs file's maps line names the file below) */
 		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, start, end);
 		if (stat(mf, &st)) {
-			if (running && errno == ENOENT)
+			if (gone_since(running))
 				continue;
 			pr_perror("Can't stat the shared mapping %s", mf);
 			ret = -1;
@@ -273,7 +279,7 @@ static int add_children(pid_t pid, pid_t **pids, size_t *nr)
 	snprintf(path, sizeof(path), "/proc/%d/task", pid);
 	d = opendir(path);
 	if (!d) {
-		if (errno == ENOENT)
+		if (gone_since(true))
 			return 0;
 		pr_perror("Can't open %s", path);
 		return -1;
@@ -287,7 +293,7 @@ static int add_children(pid_t pid, pid_t **pids, size_t *nr)
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, atoi(de->d_name));
 		f = fopen(path, "re");
 		if (!f) {
-			if (errno == ENOENT)
+			if (gone_since(true))
 				continue;
 			pr_perror("Can't open %s", path);
 			ret = -1;
