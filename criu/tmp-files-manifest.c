@@ -191,12 +191,10 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	case S_IFIFO:
 		e->type = TMP_FILE_ENTRY__KIND__FIFO;
 		return 0;
-	case S_IFCHR:
-		e->type = TMP_FILE_ENTRY__KIND__CHR;
-		return 0;
 	default:
-		e->type = TMP_FILE_ENTRY__KIND__BLK;
-		return 0;
+		/* Restore would make it, as root: a device the tree may not have been allowed to make */
+		pr_err("--tmp-file: %s is a device node: refusing to save it\n", e->path);
+		return -1;
 	}
 }
 

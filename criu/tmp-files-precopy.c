@@ -11,17 +11,24 @@
  * appends those entries as they are now. The result is the archive the
  * single pass makes: one member for each manifest entry.
  *
- * An entry is kept only if nothing can have changed it since the walk:
- * the same inode, type, mode, owner, size, mtime and ctime; a ctime
- * older than the start of the pre-copy, since a change made after that
- * gets a ctime at least as new (file times come from the coarse clock,
- * or a finer one); and no shared mapping of it in the tree, since a write
- * through one does not always change the ctime (on tmpfs, never). The
- * members are written in the order of their ctimes, the most recently
- * changed last, so that those that change again are at the end of the
- * archive and little has to be moved.
+ * Only a regular file's data is kept, and only if nothing can have
+ * changed it since the walk: the same inode, type, mode, owner, size,
+ * mtime and ctime; a ctime older than the start of the pre-copy, since a
+ * change made after that gets a ctime at least as new (file times come
+ * from the coarse clock, or a finer one); a member that is the walked
+ * file's data, as the checksum child read it from the walked inode; one
+ * name (the names of a file with hard links are archived together); and
+ * no shared mapping of it in the tree, neither at the start of the
+ * pre-copy nor at the freeze, since a write through one does not always
+ * change the ctime (on tmpfs, never). Every other entry (a directory, a
+ * symlink, a fifo) is archived again while frozen: it has no data to
+ * copy, and its member is whatever tar found at its name, which the tree
+ * may have swapped meanwhile. The members are written in the order of
+ * their ctimes, the most recently changed last, so that those that
+ * change again are at the end of the archive and little has to be moved.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -48,15 +55,22 @@
 
 #define BLOCK 512
 
+/* ustar member types (POSIX typeflag) */
+#define REGTYPE	 '0'
+#define LNKTYPE	 '1'
+#define SYMTYPE	 '2'
+#define DIRTYPE	 '5'
+#define FIFOTYPE '6'
+
 /* An entry as the pre-copy walk saw it, and its member in the archive */
 struct precopied {
 	char *path; /* "/tmp/x" */
 	struct stat st;
 	TmpFileEntry xattrs; /* its xattrs (n_xattrs, xattrs), for the manifest if it is kept */
 	bool has_xattrs;
-	off_t start, end;	/* of its member, pax header included; end == 0: none */
-	off_t data, size;	/* a regular file's data in the archive; size < 0: sparse */
-	struct precopied *link; /* the member a hard link member points to */
+	off_t start, end; /* of its member, pax header included; end == 0: none */
+	off_t data, size; /* a regular file's data in the archive; size < 0: sparse */
+	char type;	  /* of its member: REGTYPE, DIRTYPE, ... */
 	bool kept;
 };
 
@@ -75,7 +89,7 @@ struct tmp_files_precopy {
 	pid_t sums_pid;
 	struct precopied **members; /* in the order of the archive */
 	size_t nr_members;
-	struct stat *shared; /* the inodes the tree maps MAP_SHARED */
+	struct stat *shared; /* the inodes the tree maps MAP_SHARED, at the start or at the freeze */
 	size_t nr_shared;
 	int fd; /* the archive, read-write: tmp-files.c's */
 	size_t nr_kept;
@@ -104,6 +118,10 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 		return TMP_FILES_WALK_SKIP;
 	if (S_ISSOCK(st->st_mode)) /* tar does not archive sockets */
 		return 0;
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
+		pr_err("--tmp-file: %s is a device node: refusing to save it\n", path);
+		return -1;
+	}
 	if (pc->nr == pc->size) {
 		pc->size = pc->size * 2 ?: 64;
 		if (xrealloc_safe(&pc->files, pc->size * sizeof(*pc->files)))
@@ -117,8 +135,8 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 		return -1;
 	f->st = *st;
 	pc->nr++;
-	/* Read now, not while frozen: a change to them changes the ctime */
-	f->has_xattrs = S_ISLNK(st->st_mode) || !tmp_files_get_xattrs(fpath, &f->xattrs);
+	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file is kept */
+	f->has_xattrs = S_ISREG(st->st_mode) && !tmp_files_get_xattrs(fpath, &f->xattrs);
 	return 0;
 }
 
@@ -169,7 +187,7 @@ static void sum_files(struct tmp_files_precopy *pc)
 		struct stat st;
 		int fd;
 
-		if (!S_ISREG(was->st_mode))
+		if (!S_ISREG(was->st_mode) || was->st_nlink > 1) /* never kept */
 			continue;
 		snprintf(pc->path, sizeof(pc->path), "%s%s", pc->set->proc_root, pc->files[i].path);
 		/* The tree runs: a fifo put there since must not block the child */
@@ -185,7 +203,133 @@ static void sum_files(struct tmp_files_precopy *pc)
 	}
 }
 
-struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, int names_fd)
+/* The tree runs: a process that exited since it was listed, or a mapping gone */
+static bool gone_since(bool running)
+{
+	return running && (errno == ENOENT || errno == ESRCH);
+}
+
+/*
+ * The inodes that the process pid maps MAP_SHARED, writable or not (one
+ * opened for writing can be made writable with mprotect()). running: the
+ * tree runs, and a process or a mapping gone meanwhile is left out.
+ */
+static int add_shared(struct tmp_files_precopy *pc, pid_t pid, bool running)
+{
+	char *line = NULL, path[64];
+	size_t n = 0;
+	int ret = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f) {
+		if (gone_since(running))
+			return 0;
+		pr_perror("Can't open %s", path);
+		return -1;
+	}
+	while (!ret && getline(&line, &n, f) > 0) {
+		unsigned long start, end;
+		unsigned long long ino;
+		char perms[5], mf[64];
+		struct stat st;
+
+		if (sscanf(line, "%lx-%lx %4s %*s %*s %llu", &start, &end, perms, &ino) != 4 || perms[3] != 's' || !ino)
+			continue;
+		/* As the path sees it (an overlayfs file's maps line names the file below) */
+		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, start, end);
+		if (stat(mf, &st)) {
+			if (gone_since(running))
+				continue;
+			pr_perror("Can't stat the shared mapping %s", mf);
+			ret = -1;
+		} else if (xrealloc_safe(&pc->shared, (pc->nr_shared + 1) * sizeof(*pc->shared))) {
+			ret = -1;
+		} else {
+			pc->shared[pc->nr_shared++] = st;
+		}
+	}
+	fclose(f);
+	free(line);
+	return ret;
+}
+
+static int add_pid(pid_t **pids, size_t *nr, pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < *nr; i++)
+		if ((*pids)[i] == pid)
+			return 0;
+	if (xrealloc_safe(pids, (*nr + 1) * sizeof(**pids)))
+		return -1;
+	(*pids)[(*nr)++] = pid;
+	return 0;
+}
+
+/* The children of every thread of pid, into pids */
+static int add_children(pid_t pid, pid_t **pids, size_t *nr)
+{
+	char path[64];
+	struct dirent *de;
+	int ret = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	d = opendir(path);
+	if (!d) {
+		if (gone_since(true))
+			return 0;
+		pr_perror("Can't open %s", path);
+		return -1;
+	}
+	while (!ret && (de = readdir(d))) {
+		int kid;
+		FILE *f;
+
+		if (dir_dots(de))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, atoi(de->d_name));
+		f = fopen(path, "re");
+		if (!f) {
+			if (gone_since(true))
+				continue;
+			pr_perror("Can't open %s", path);
+			ret = -1;
+			break;
+		}
+		while (!ret && fscanf(f, "%d", &kid) == 1)
+			ret = add_pid(pids, nr, kid);
+		fclose(f);
+	}
+	closedir(d);
+	return ret;
+}
+
+/*
+ * At the start of the pre-copy, the tree runs and CRIU has not collected
+ * it: its processes are root_pid and the children of each of their
+ * threads, recursively. A process's mappings are read before its
+ * children: one forked later inherits only mappings already seen.
+ */
+static int collect_shared_running(struct tmp_files_precopy *pc, pid_t root_pid)
+{
+	pid_t *pids = NULL;
+	size_t nr = 0, i;
+	int ret;
+
+	ret = add_pid(&pids, &nr, root_pid);
+	for (i = 0; !ret && i < nr; i++)
+		ret = add_shared(pc, pids[i], true) ?: add_children(pids[i], &pids, &nr);
+	if (!ret)
+		pr_info("Pre-copy: %zu process(es) in the tree, %zu shared mapping(s) of files at its start\n", nr,
+			pc->nr_shared);
+	xfree(pids);
+	return ret;
+}
+
+struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, pid_t root_pid, int names_fd)
 {
 	struct tmp_files_precopy *pc;
 	size_t i;
@@ -201,6 +345,9 @@ struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set
 		pr_perror("Can't read the clock");
 		goto err;
 	}
+	/* Before tar reads a file: a page written before may be written again without a fault */
+	if (collect_shared_running(pc, root_pid))
+		goto err;
 	for (i = 0; i < set->nr; i++) {
 		int n = snprintf(pc->path, sizeof(pc->path), "%s%s", set->proc_root, set->paths[i]);
 
@@ -321,7 +468,7 @@ static int read_members(struct tmp_files_precopy *pc)
 		return -1;
 	while (off + BLOCK <= size) {
 		unsigned long long len;
-		char name[PATH_MAX], link[PATH_MAX];
+		char name[PATH_MAX];
 		struct precopied *f;
 		char type;
 
@@ -356,10 +503,6 @@ static int read_members(struct tmp_files_precopy *pc)
 			snprintf(name, sizeof(name), "%.155s/%.100s", hdr + 345, hdr);
 		else
 			snprintf(name, sizeof(name), "%.100s", hdr);
-		if (pax.linkpath)
-			snprintf(link, sizeof(link), "%s", pax.linkpath);
-		else
-			snprintf(link, sizeof(link), "%.100s", hdr + 157);
 		off += BLOCK + (type == '0' || type == '\0' ? round_up(len, BLOCK) : 0);
 
 		f = member_file(pc, name);
@@ -369,8 +512,7 @@ static int read_members(struct tmp_files_precopy *pc)
 		f->end = off;
 		f->data = off - round_up(len, BLOCK);
 		f->size = pax.sparse ? -1 : len;
-		if (type == '1' && !(f->link = member_file(pc, link)))
-			goto bad;
+		f->type = type ?: REGTYPE;
 		pc->members[pc->nr_members++] = f;
 		memset(&pax, 0, sizeof(pax));
 		start = off;
@@ -383,13 +525,31 @@ bad:
 	return ret;
 }
 
+/* The member tar makes of an entry of mode (the other names of a regular file: LNKTYPE) */
+static char tar_type(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return REGTYPE;
+	case S_IFDIR:
+		return DIRTYPE;
+	case S_IFLNK:
+		return SYMTYPE;
+	case S_IFIFO:
+		return FIFOTYPE;
+	}
+	return 0; /* device nodes: refused by the walk */
+}
+
 /*
  * tar read the files by name, from the root of a tree that runs: had the
  * tree swapped a directory on the way for a symlink (one to "/etc" leads
- * out of /proc/PID/root), tar would have read another file than the one
- * the walk and the checksum child saw. A member is kept only if its bytes
- * are the ones the checksum child read from the walked inode. Sparse
- * members (tar packs their data) are archived again while frozen.
+ * out of /proc/PID/root), tar would have archived another file than the
+ * one the walk and the checksum child saw, of any type, under the name of
+ * a walked entry of any type. Only the data of a regular member can be
+ * kept, and only if it is the data the checksum child read from the
+ * walked inode. Sparse members (tar packs their data) are archived again
+ * while frozen, as is every member that is not a regular file's data.
  */
 static int check_members(struct tmp_files_precopy *pc)
 {
@@ -400,14 +560,15 @@ static int check_members(struct tmp_files_precopy *pc)
 		struct precopy_sum *s = &pc->sums[f - pc->files];
 		uint64_t sum;
 
-		if (!S_ISREG(f->st.st_mode) || !s->ok)
-			continue;
-		/* A hard link member: to a member of the same inode, checked for itself */
-		if (f->link) {
-			if (f->link->st.st_ino != f->st.st_ino || f->link->st.st_dev != f->st.st_dev)
-				s->ok = false;
+		if (f->type != tar_type(f->st.st_mode) && !(f->type == LNKTYPE && S_ISREG(f->st.st_mode)))
+			pr_warn("Pre-copy: the member of %s is of type '%c', not what the walk saw there: archived again\n",
+				f->path, f->type);
+		if (f->type != REGTYPE || !S_ISREG(f->st.st_mode)) {
+			s->ok = false;
 			continue;
 		}
+		if (!s->ok)
+			continue;
 		if (f->size != f->st.st_size) {
 			s->ok = false;
 			continue;
@@ -445,40 +606,13 @@ int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd)
 static int collect_shared(struct tmp_files_precopy *pc)
 {
 	struct pstree_item *item;
-	char *line = NULL;
-	size_t n = 0;
 
 	for_each_pstree_item(item) {
-		pid_t pid = item->pid->real;
-		FILE *f;
-
 		if (item->pid->state == TASK_DEAD)
 			continue;
-		f = fopen_proc(pid, "maps");
-		if (!f)
+		if (add_shared(pc, item->pid->real, false))
 			return -1;
-		while (getline(&line, &n, f) > 0) {
-			unsigned long start, end;
-			unsigned long long ino;
-			char perms[5], mf[64];
-			struct stat st;
-
-			if (sscanf(line, "%lx-%lx %4s %*s %*s %llu", &start, &end, perms, &ino) != 4 || perms[3] != 's' ||
-			    !ino)
-				continue;
-			/* As the path sees it (an overlayfs file's maps line names the file below) */
-			snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, start, end);
-			if (stat(mf, &st) || xrealloc_safe(&pc->shared, (pc->nr_shared + 1) * sizeof(*pc->shared))) {
-				pr_perror("Can't stat the shared mapping %s", mf);
-				fclose(f);
-				free(line);
-				return -1;
-			}
-			pc->shared[pc->nr_shared++] = st;
-		}
-		fclose(f);
 	}
-	free(line);
 	return 0;
 }
 
@@ -504,10 +638,10 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
 }
 
 /*
- * While frozen: is the pre-copy's member of path the entry st as it is
- * now? NULL if so: the member stays in the archive, sum is the content
- * checksum of a regular file, and e gets the xattrs the pre-copy read.
- * Otherwise, why not.
+ * While frozen: is the pre-copy's member of path the entry st (e in the
+ * manifest) as it is now? NULL if so, which only a regular file's can
+ * be: the member stays in the archive, sum is its content checksum, and
+ * e gets the xattrs the pre-copy read. Otherwise, why not.
  */
 const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
 				      uint64_t *sum, TmpFileEntry *e)
@@ -517,23 +651,30 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 
 	if (!f || !f->end)
 		return "new, or not archived by the pre-copy";
+	/* Its member is what tar found at its name, maybe after a swap; and cheap to make while frozen */
+	if (!S_ISREG(st->st_mode))
+		return "not a regular file: archived while frozen (no data to copy)";
 	was = &f->st;
 	if (was->st_dev != st->st_dev || was->st_ino != st->st_ino || was->st_mode != st->st_mode ||
-	    was->st_uid != st->st_uid || was->st_gid != st->st_gid || was->st_size != st->st_size ||
-	    !same_time(&was->st_mtim, &st->st_mtim) || !same_time(&was->st_ctim, &st->st_ctim))
+	    was->st_nlink != st->st_nlink || was->st_uid != st->st_uid || was->st_gid != st->st_gid ||
+	    was->st_size != st->st_size || !same_time(&was->st_mtim, &st->st_mtim) ||
+	    !same_time(&was->st_ctim, &st->st_ctim))
 		return "changed since the pre-copy";
+	/* tar stores the data with the first name it reads, and links the others to it */
+	if (st->st_nlink > 1 || e->type != TMP_FILE_ENTRY__KIND__REG)
+		return "it has hard links: its names are archived together while frozen";
+	if (f->type != REGTYPE)
+		return "its member is not a regular file's data";
 	if (was->st_ctim.tv_sec > pc->start.tv_sec ||
 	    (was->st_ctim.tv_sec == pc->start.tv_sec && was->st_ctim.tv_nsec >= pc->start.tv_nsec))
 		return "its ctime is not older than the pre-copy: it may have changed in the same clock tick";
 	if (!f->has_xattrs)
 		return "its xattrs could not be read by the pre-copy";
-	if (S_ISREG(st->st_mode)) {
-		if (!pc->sums[f - pc->files].ok)
-			return "changed while the pre-copy read it";
-		if (mapped_shared(pc, st))
-			return "mapped shared by the tree: writes through the mapping may leave the ctime as it was";
-		*sum = pc->sums[f - pc->files].sum;
-	}
+	if (!pc->sums[f - pc->files].ok)
+		return "changed while the pre-copy read it";
+	if (mapped_shared(pc, st))
+		return "mapped shared by the tree: writes through the mapping may leave the ctime as it was";
+	*sum = pc->sums[f - pc->files].sum;
 	/* Handed over to the manifest entry */
 	e->n_xattrs = f->xattrs.n_xattrs;
 	e->xattrs = f->xattrs.xattrs;
@@ -576,11 +717,6 @@ int tmp_files_precopy_compact(struct tmp_files_precopy *pc)
 
 		if (!f->kept)
 			continue;
-		/* Kept with its inode: so is the name tar stored the data with */
-		if (f->link && !f->link->kept) {
-			pr_err("Pre-copy: %s is kept, but not the member it links to, %s\n", f->path, f->link->path);
-			return -1;
-		}
 		if (f->start != to) {
 			if (move_down(pc->fd, f->start, to, f->end - f->start)) {
 				pr_perror("Can't move the member of %s in the --tmp-file archive", f->path);

@@ -512,7 +512,7 @@ static int precopy(pid_t root_pid)
 	userns = tar_userns(root_pid);
 	if (!userns || ftruncate(dump.names_fd, 0) || rewind_names())
 		return -1;
-	dump.pc = tmp_files_precopy_walk(&dump.set, dump.names_fd);
+	dump.pc = tmp_files_precopy_walk(&dump.set, root_pid, dump.names_fd);
 	if (!dump.pc || rewind_names()) {
 		drop_precopy(true);
 		return -1;

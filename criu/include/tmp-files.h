@@ -112,7 +112,8 @@ extern int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ct
 extern bool tmp_files_excluded(const struct tmp_files_set *set, const char *path);
 
 /* tmp-files-precopy.c: in this order, from before the freeze to the end of the frozen pass */
-extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, int names_fd);
+extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, pid_t root_pid,
+							 int names_fd);
 extern int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd);
 extern int tmp_files_precopy_freeze(struct tmp_files_precopy *pc);
 extern const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
