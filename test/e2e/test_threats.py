@@ -28,40 +28,47 @@ import pytest
 from conftest import CRIU, CRIU_TIMEOUT, alive, kill_tree, rewrite_archive, wait_gone
 from test_attacks import USER, as_user, attacker  # noqa: F401  (the fixture)
 
-# Watches a directory with inotify, as the user who owns it; every
-# directory criu makes there as its stage is swapped for one of the
-# user's, holding a symlink to where root should write. Prints "ready",
-# then at SIGTERM the counts.
-HIJACKER = r'''
+# What both attackers below share: a user's inotify watch on a directory,
+# the names created in it as they come, counts printed at SIGTERM.
+INOTIFY = r'''
 import ctypes, os, signal, struct, sys
 libc = ctypes.CDLL(None, use_errno=True)
-d, target = sys.argv[1], sys.argv[2]
-fd = libc.inotify_init1(0)
-if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0x100 | 0x40000000) < 0:
-    sys.exit("inotify: errno %d" % ctypes.get_errno())
-seen = hijacked = 0
-def done(*a):
-    print("seen %d hijacked %d" % (seen, hijacked), flush=True)
+counts = {}
+def report(*a):
+    print(" ".join("%s %d" % kv for kv in counts.items()), flush=True)
     os._exit(0)
-signal.signal(signal.SIGTERM, done)
-print("ready", flush=True)
-while True:
-    buf = os.read(fd, 65536)
-    off = 0
-    while off < len(buf):
-        wd, mask, cookie, ln = struct.unpack_from("iIII", buf, off)
-        name = buf[off + 16:off + 16 + ln].rstrip(b"\0").decode()
-        off += 16 + ln
-        if not name.startswith(".criu-tmp-files."):
-            continue
-        seen += 1
-        try:
-            os.rename(os.path.join(d, name), os.path.join(d, ".moved%d" % seen))
-            os.mkdir(os.path.join(d, name), 0o777)
-            os.symlink(target, os.path.join(d, name, "tmp"))
-            hijacked += 1
-        except OSError as e:
-            print("swap failed: %s" % e, flush=True)
+def created(d, prefix):
+    """Names starting with prefix created in d, as inotify reports them."""
+    fd = libc.inotify_init1(0)
+    if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0x100) < 0:  # IN_CREATE
+        sys.exit("inotify: errno %d" % ctypes.get_errno())
+    signal.signal(signal.SIGTERM, report)
+    print("ready", flush=True)
+    while True:
+        buf = os.read(fd, 65536)
+        off = 0
+        while off < len(buf):
+            wd, mask, cookie, ln = struct.unpack_from("iIII", buf, off)
+            name = buf[off + 16:off + 16 + ln].rstrip(b"\0").decode()
+            off += 16 + ln
+            if name.startswith(prefix):
+                yield name
+'''
+
+# Every directory criu makes in D as its stage is swapped for one of the
+# user's, holding a symlink to where root should write.
+HIJACKER = INOTIFY + r'''
+d, target = sys.argv[1], sys.argv[2]
+counts.update(seen=0, hijacked=0)
+for name in created(d, ".criu-tmp-files."):
+    counts["seen"] += 1
+    try:
+        os.rename(os.path.join(d, name), os.path.join(d, ".moved%d" % counts["seen"]))
+        os.mkdir(os.path.join(d, name), 0o777)
+        os.symlink(target, os.path.join(d, name, "tmp"))
+        counts["hijacked"] += 1
+    except OSError as e:
+        print("swap failed: %s" % e, flush=True)
 '''
 
 # In a private mount namespace: "/" read-only there (so no /tmp nor root
@@ -243,36 +250,17 @@ def test_chrooted_tree_is_restored_under_its_root(procs, criu):
 # Exchanges every ".criu-tmp-file.*" name made in a directory with a
 # symlink to the victim (RENAME_EXCHANGE), as soon as inotify reports it:
 # what root then does by name there lands on the victim.
-EXCHANGER = r'''
-import ctypes, os, signal, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
+EXCHANGER = INOTIFY + r'''
 d, victim = sys.argv[1], sys.argv[2]
-fd = libc.inotify_init1(0)
-if fd < 0 or libc.inotify_add_watch(fd, d.encode(), 0x100) < 0:
-    sys.exit("inotify: errno %d" % ctypes.get_errno())
-seen = swapped = 0
-def done(*a):
-    print("seen %d swapped %d" % (seen, swapped), flush=True)
-    os._exit(0)
-signal.signal(signal.SIGTERM, done)
-print("ready", flush=True)
-while True:
-    buf = os.read(fd, 65536)
-    off = 0
-    while off < len(buf):
-        wd, mask, cookie, ln = struct.unpack_from("iIII", buf, off)
-        name = buf[off + 16:off + 16 + ln].rstrip(b"\0")
-        off += 16 + ln
-        if not name.startswith(b".criu-tmp-file."):
-            continue
-        seen += 1
-        decoy = os.path.join(d, ".decoy%d" % seen).encode()
-        os.symlink(victim, decoy)
-        # renameat2(AT_FDCWD, name, AT_FDCWD, decoy, RENAME_EXCHANGE)
-        if libc.syscall(316, -100, os.path.join(d.encode(), name), -100, decoy, 2) == 0:
-            swapped += 1
-        else:
-            os.unlink(decoy)
+counts.update(seen=0, swapped=0)
+for name in created(d, ".criu-tmp-file."):
+    counts["seen"] += 1
+    decoy = os.path.join(d, ".decoy%d" % counts["seen"])
+    os.symlink(victim, decoy)
+    if libc.renameat2(-100, os.path.join(d, name).encode(), -100, decoy.encode(), 2) == 0:  # RENAME_EXCHANGE
+        counts["swapped"] += 1
+    else:
+        os.unlink(decoy)
 '''
 
 
