@@ -935,7 +935,7 @@ out:
 #define TAR_READ_RECORD "--record-size=1M"
 
 /*
- * Run argv with in as stdin, out as stdout (-1: /dev/null), the log as
+ * Run argv with in as stdin, out as stdout (-1: the log), the log as
  * stderr and, if cwd_fd is not -1, that directory as its working
  * directory. SIGCHLD is blocked by the caller: restore's handler must not
  * reap it (as in cr_system()).
@@ -953,8 +953,9 @@ static pid_t spawn(char *const argv[], int in, int out, int cwd_fd)
 	if (pid)
 		return pid;
 	sigemptyset(&mask);
+	/* Nothing is expected there, and a restored mount namespace may have no /dev/null yet */
 	if (out < 0)
-		out = open("/dev/null", O_WRONLY);
+		out = log_get_fd();
 	if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
 	    dup2(log_get_fd(), 2) < 0 || (cwd_fd >= 0 && fchdir(cwd_fd)) || close_fds(3))
 		_exit(1);
@@ -1048,7 +1049,11 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 			goto out;
 		in = dpipe[0];
 	}
-	/* In the stage, entered by its fd: its name is never used again */
+	/*
+	 * In the stage, entered by its fd: its name is never used again.
+	 * Directory times and modes are set once every member is out: with
+	 * a pre-copy, a member may come after members outside its directory.
+	 */
 	tar = spawn((char *[]){ "tar", "--extract", "--file=-", "--read-full-records", TAR_READ_RECORD,
 				"--numeric-owner", "--preserve-permissions", "--same-owner", "--delay-directory-restore",
 				"--xattrs", "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
