@@ -31,12 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU_OUTSIDE_TMP, ROOT, descendants, log_tail, run_bounded, wait_gone
+from conftest import CRIU_OUTSIDE_TMP, ROOT, TICKER, descendants, log_tail, run_bounded, wait_gone
 
-CRIU = CRIU_OUTSIDE_TMP
+CRIU = CRIU_OUTSIDE_TMP  # B has its own /tmp, and the checkout may be under A's
 LAZY_PIPE_SIZE = 4 << 20
 
-TICKER = ROOT / "scripts/ticker.py"  # "tick N CONF ...", 8 MiB of memory, every 0.1 s
+# TICKER, scripts/ticker.py copied outside /tmp: "tick N CONF ...", 8 MiB of
+# memory, every 0.1 s; started with cwd / (procs.start), which B has too.
 
 
 def free_port():
@@ -235,9 +236,8 @@ def test_migrate_lazy_pages(ticker, host_b, workdir, lazy_pipe_size):
 
 def test_demo_migrate_script():
     """make demo-migrate's script, as a user runs it: both acts end OK."""
-    root = Path(__file__).resolve().parents[2]
-    r = run_bounded([str(root / "scripts/demo-migrate.sh"), CRIU], "scripts/demo-migrate.sh",
-                    "the two-host migration demo", timeout=300, cwd=root)
+    r = run_bounded([str(ROOT / "scripts/demo-migrate.sh"), CRIU], "scripts/demo-migrate.sh",
+                    "the two-host migration demo", timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "OK: in B the process went on" in r.stdout
     assert "went A -> B -> A" in r.stdout
