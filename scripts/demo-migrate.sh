@@ -124,6 +124,7 @@ done
 echo "host B is pid $HB; commands run there with: nsenter -t $HB -m -p -- COMMAND"
 run inB ls -A /tmp
 inB test ! -e "$DIR" && echo "B has no $DIR"
+echo "B shares A's files but /tmp: both run criu and the service from copies in $WORK/bin"
 
 say "Act 1, A -> B: criu page-server in B receives the memory pages"
 PORT=$(free_port)
