@@ -65,10 +65,10 @@ def clone_in_tmp():
 
 def test_clone_under_tmp_runs_demo_migrate_and_migration_tests(clone_in_tmp):
     c = clone_in_tmp
-    (c / "build").mkdir()
-    cache = ROOT / "build/cache"
-    if (cache / UPSTREAM.TARBALL).exists():
-        shutil.copytree(cache, c / "build/cache", copy_function=shutil.copy2)
+    (c / "build/cache").mkdir(parents=True)
+    tarball = ROOT / "build/cache" / UPSTREAM.TARBALL
+    if tarball.exists():
+        shutil.copy2(tarball, c / "build/cache")
     tree = "build/criu-" + UPSTREAM.VERSION
     if (ROOT / tree / "criu/criu").exists():
         r = run_bounded(["cp", "-a", ROOT / tree, c / tree], "cp -a", "copy of the built tree", timeout=120)
