@@ -76,7 +76,7 @@ def test_clone_under_tmp_runs_demo_migrate_and_migration_tests(clone_in_tmp):
     r = run_bounded(["make", "demo-migrate"], "make demo-migrate", "make demo-migrate in a clone under /tmp",
                     timeout=600, cwd=c, env=ENV)
     out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-4000:]
+    assert r.returncode == 0, out[-8000:]
     assert "OK: in B the process went on" in r.stdout, out[-4000:]
     assert "went A -> B -> A" in r.stdout, out[-4000:]
 
@@ -84,7 +84,7 @@ def test_clone_under_tmp_runs_demo_migrate_and_migration_tests(clone_in_tmp):
                      "test/e2e/test_migrate.py"], "pytest test_migrate.py",
                     "the migration tests from a clone under /tmp", timeout=600, cwd=c, env=ENV)
     out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-4000:]
+    assert r.returncode == 0, out[-8000:]
     summary = r.stdout.strip().splitlines()[-1]
     assert re.match(r"\d+ passed in ", summary), out[-4000:]
 
