@@ -115,12 +115,18 @@ say "Host B: its own mount and pid namespace, an empty tmpfs on /tmp"
 unshare --mount --pid --fork --mount-proc --propagation private \
 	sh -c 'mount -t tmpfs hostB-tmp /tmp && mkdir /tmp/images && exec sleep infinity' </dev/null 2>"$WORK/hostB.err" &
 UNSHARE=$!
+# B is up when its /tmp is its tmpfs, not A's /tmp (which may well have an
+# "images" directory of its own), and has the images directory.
+b_up() {
+	[ -n "$HB" ] && [ "$(stat -c %d "/proc/$HB/root/tmp" 2>/dev/null)" != "$(stat -c %d /tmp)" ] &&
+		[ -d "/proc/$HB/root/tmp/images" ]
+}
 for _ in $(seq 100); do
 	HB=$(cat "/proc/$UNSHARE/task/$UNSHARE/children" 2>/dev/null | tr -d ' ')
-	[ -n "$HB" ] && [ -d "/proc/$HB/root/tmp/images" ] && break
+	b_up && break
 	sleep 0.05
 done
-[ -n "$HB" ] && [ -d "/proc/$HB/root/tmp/images" ] || { cat "$WORK/hostB.err" >&2; fail "host B did not come up"; }
+b_up || { cat "$WORK/hostB.err" >&2; fail "host B did not come up"; }
 echo "host B is pid $HB; commands run there with: nsenter -t $HB -m -p -- COMMAND"
 run inB ls -A /tmp
 inB test ! -e "$DIR" && echo "B has no $DIR"

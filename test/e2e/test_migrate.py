@@ -96,11 +96,17 @@ class HostB:
                          "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         self.pid = None
+        # Up when its /tmp is its tmpfs, not A's /tmp (which may well have
+        # an "images" directory of its own), and has the images directory.
         while time.time() < deadline:
             kids = descendants(p.pid)
-            if kids and Path("/proc/%d/root/tmp/images" % kids[0]).is_dir():
-                self.pid = kids[0]
-                break
+            try:
+                if kids and os.stat("/proc/%d/root/tmp" % kids[0]).st_dev != os.stat("/tmp").st_dev and \
+                        Path("/proc/%d/root/tmp/images" % kids[0]).is_dir():
+                    self.pid = kids[0]
+                    break
+            except FileNotFoundError:
+                pass
             time.sleep(0.05)
         assert self.pid, "host B (unshare) did not come up"
         procs.track(self.pid)
