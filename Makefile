@@ -1,6 +1,13 @@
 # criu --tmp-file: an overlay and patch series on pinned upstream CRIU.
 # See README.md. Everything runs as root on Debian 12.
 
+# Before anything else: upstream's make cannot build in a path with a
+# space or a shell or make special character; say so at once.
+CHECKOUT_PATH_PROBLEM := $(shell sh scripts/check-path.sh 2>&1)
+ifneq ($(.SHELLSTATUS),0)
+$(error $(CHECKOUT_PATH_PROBLEM))
+endif
+
 include scripts/upstream.conf
 
 TREE      := build/criu-$(VERSION)

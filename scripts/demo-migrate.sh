@@ -20,12 +20,16 @@
 # a criu that fails or hangs stops the demo with the name of the step and
 # the tail of its log.
 set -eu
-TICKER=$(realpath "$(dirname "$0")/ticker.py") # the service the demo dumps
-
 . "$(dirname "$0")/upstream.conf"
-CRIU=$(realpath "${1:-build/criu-$VERSION/criu/criu}")
 CRIU_TIMEOUT=${CRIU_TIMEOUT:-120}
 WORK=$(mktemp -d /var/tmp/criu-migrate.XXXXXX)   # host A's images and logs
+# B has a /tmp of its own, and the checkout may be under A's /tmp: what
+# both hosts run (on two real hosts, installed on each), criu and the
+# service, is copied to a directory outside /tmp that B sees too.
+mkdir "$WORK/bin"
+cp "${1:-build/criu-$VERSION/criu/criu}" "$(dirname "$0")/ticker.py" "$WORK/bin/" || { rm -rf "$WORK"; exit 1; }
+CRIU=$WORK/bin/criu
+TICKER=$WORK/bin/ticker.py # the service the demo dumps
 DIR=$(mktemp -d /tmp/criu-migrate-app.XXXXXX)    # the process's files, on A's /tmp
 PID= NSPID= HB= OLD_PIPE_MAX= BG=
 
@@ -100,7 +104,8 @@ trap cleanup EXIT
 say "Host A: a service with its state in $DIR (A's /tmp)"
 echo "greeting=hello from host A's config file" >"$DIR/app.conf"
 echo 0 >"$DIR/counter"
-/usr/bin/python3 "$TICKER" "$DIR" 16 >>"$DIR/app.log" 2>&1 </dev/null &
+# Its cwd is /, which B has too (not the checkout, maybe on A's /tmp).
+(cd / && exec /usr/bin/python3 "$TICKER" "$DIR" 16 >>"$DIR/app.log" 2>&1 </dev/null) &
 PID=$!
 disown "$PID"
 sleep 1.2
@@ -110,15 +115,22 @@ say "Host B: its own mount and pid namespace, an empty tmpfs on /tmp"
 unshare --mount --pid --fork --mount-proc --propagation private \
 	sh -c 'mount -t tmpfs hostB-tmp /tmp && mkdir /tmp/images && exec sleep infinity' </dev/null 2>"$WORK/hostB.err" &
 UNSHARE=$!
+# B is up when its /tmp is its tmpfs, not A's /tmp (which may well have an
+# "images" directory of its own), and has the images directory.
+b_up() {
+	[ -n "$HB" ] && [ "$(stat -c %d "/proc/$HB/root/tmp" 2>/dev/null)" != "$(stat -c %d /tmp)" ] &&
+		[ -d "/proc/$HB/root/tmp/images" ]
+}
 for _ in $(seq 100); do
 	HB=$(cat "/proc/$UNSHARE/task/$UNSHARE/children" 2>/dev/null | tr -d ' ')
-	[ -n "$HB" ] && [ -d "/proc/$HB/root/tmp/images" ] && break
+	b_up && break
 	sleep 0.05
 done
-[ -n "$HB" ] && [ -d "/proc/$HB/root/tmp/images" ] || { cat "$WORK/hostB.err" >&2; fail "host B did not come up"; }
+b_up || { cat "$WORK/hostB.err" >&2; fail "host B did not come up"; }
 echo "host B is pid $HB; commands run there with: nsenter -t $HB -m -p -- COMMAND"
 run inB ls -A /tmp
 inB test ! -e "$DIR" && echo "B has no $DIR"
+echo "B shares A's files but /tmp: both run criu and the service from copies in $WORK/bin"
 
 say "Act 1, A -> B: criu page-server in B receives the memory pages"
 PORT=$(free_port)

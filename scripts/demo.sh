@@ -67,7 +67,8 @@ rm -f "$IMG/check.log"
 say "A service with its state in $DIR"
 echo "greeting=hello from the config file" > "$DIR/app.conf"
 echo 0 > "$DIR/counter"
-/usr/bin/python3 "$TICKER" "$DIR" >>"$DIR/app.log" 2>&1 </dev/null &
+# Its cwd is /, not the checkout: a restore needs the cwd back too.
+(cd / && exec /usr/bin/python3 "$TICKER" "$DIR" >>"$DIR/app.log" 2>&1 </dev/null) &
 PID=$!
 # Not a job of ours: the shell still reaps it, but says nothing when criu
 # dump kills it.

@@ -62,13 +62,16 @@ BAD_PATHS = [
 ]
 
 # Tests mount empty tmpfs on /tmp, and the checkout may live under /tmp:
-# the helper programs and a copy of criu are kept under /var/tmp.
+# the helper programs, the demos' service and a copy of criu are kept
+# under /var/tmp.
 BASE = Path("/var/tmp/criu-tmpfile-e2e")
 BASE.mkdir(parents=True, exist_ok=True)
 STAGE = Path(tempfile.mkdtemp(prefix="run.", dir=BASE))
 atexit.register(shutil.rmtree, STAGE, ignore_errors=True)
 APPS = STAGE / "apps"
 shutil.copytree(Path(__file__).resolve().parent / "apps", APPS)
+TICKER = STAGE / "ticker.py"
+shutil.copy2(ROOT / "scripts/ticker.py", TICKER)
 CRIU_OUTSIDE_TMP = str(STAGE / "criu")
 shutil.copy2(CRIU, CRIU_OUTSIDE_TMP)
 

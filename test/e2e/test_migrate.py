@@ -31,12 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU_OUTSIDE_TMP, ROOT, descendants, log_tail, run_bounded, wait_gone
+from conftest import CRIU_OUTSIDE_TMP, ROOT, TICKER, descendants, log_tail, run_bounded, wait_gone
 
-CRIU = CRIU_OUTSIDE_TMP
+CRIU = CRIU_OUTSIDE_TMP  # B has its own /tmp, and the checkout may be under A's
 LAZY_PIPE_SIZE = 4 << 20
 
-TICKER = ROOT / "scripts/ticker.py"  # "tick N CONF ...", 8 MiB of memory, every 0.1 s
+# TICKER, scripts/ticker.py copied outside /tmp: "tick N CONF ...", 8 MiB of
+# memory, every 0.1 s; started with cwd / (procs.start), which B has too.
 
 
 def free_port():
@@ -95,11 +96,17 @@ class HostB:
                          "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         self.pid = None
+        # Up when its /tmp is its tmpfs, not A's /tmp (which may well have
+        # an "images" directory of its own), and has the images directory.
         while time.time() < deadline:
             kids = descendants(p.pid)
-            if kids and Path("/proc/%d/root/tmp/images" % kids[0]).is_dir():
-                self.pid = kids[0]
-                break
+            try:
+                if kids and os.stat("/proc/%d/root/tmp" % kids[0]).st_dev != os.stat("/tmp").st_dev and \
+                        Path("/proc/%d/root/tmp/images" % kids[0]).is_dir():
+                    self.pid = kids[0]
+                    break
+            except FileNotFoundError:
+                pass
             time.sleep(0.05)
         assert self.pid, "host B (unshare) did not come up"
         procs.track(self.pid)
@@ -235,9 +242,8 @@ def test_migrate_lazy_pages(ticker, host_b, workdir, lazy_pipe_size):
 
 def test_demo_migrate_script():
     """make demo-migrate's script, as a user runs it: both acts end OK."""
-    root = Path(__file__).resolve().parents[2]
-    r = run_bounded([str(root / "scripts/demo-migrate.sh"), CRIU], "scripts/demo-migrate.sh",
-                    "the two-host migration demo", timeout=300, cwd=root)
+    r = run_bounded([str(ROOT / "scripts/demo-migrate.sh"), CRIU], "scripts/demo-migrate.sh",
+                    "the two-host migration demo", timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "OK: in B the process went on" in r.stdout
     assert "went A -> B -> A" in r.stdout
