@@ -441,7 +441,7 @@ static int stat_saved_path(int root_fd, const char *path, struct stat *st)
 	char *dir;
 	int fd, ret = -1;
 
-	dir = xsprintf("%.*s", (int)max(slash - path - 1, 0L), path + 1);
+	dir = xsprintf("%.*s", max_t(int, slash - path - 1, 0), path + 1);
 	if (!dir)
 		return -1;
 	/* Without O_DIRECTORY: a symlink on the way is then ELOOP, not ENOTDIR */
