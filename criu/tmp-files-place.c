@@ -38,6 +38,7 @@
 #include "cr_options.h"
 #include "fault-injection.h"
 #include "kerndat.h"
+#include "linux/rename.h"
 #include "log.h"
 #include "mount-v2.h"
 #include "namespaces.h"
@@ -831,9 +832,9 @@ static void rollback(struct place_ctx *ctx)
 		dfd = parent_fd(ctx, p->path, &name);
 		if (dfd < 0)
 			continue;
-		if (p->exchanged && renameat2(dfd, p->tmp, dfd, name, RENAME_EXCHANGE))
+		if (p->exchanged && sys_renameat2(dfd, p->tmp, dfd, name, RENAME_EXCHANGE))
 			pr_perror("Can't put the old %s back", p->path);
-		if (p->placed && renameat2(dfd, name, dfd, p->tmp, RENAME_NOREPLACE))
+		if (p->placed && sys_renameat2(dfd, name, dfd, p->tmp, RENAME_NOREPLACE))
 			pr_perror("Can't take %s back", p->path);
 		unlinkat(dfd, p->tmp, 0);
 		close(dfd);
@@ -857,11 +858,11 @@ static int commit_one(struct place_ctx *ctx, struct placement *p)
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
-	ret = renameat2(dfd, p->tmp, dfd, name, RENAME_NOREPLACE);
+	ret = sys_renameat2(dfd, p->tmp, dfd, name, RENAME_NOREPLACE);
 	if (!ret) {
 		p->placed = true;
 	} else if (errno == EEXIST) {
-		ret = renameat2(dfd, p->tmp, dfd, name, RENAME_EXCHANGE);
+		ret = sys_renameat2(dfd, p->tmp, dfd, name, RENAME_EXCHANGE);
 		p->exchanged = !ret;
 	}
 	if (ret)
@@ -1032,7 +1033,7 @@ static int remove_tree(int dfd, const char *name)
 					continue;
 				do {
 					snprintf(up, sizeof(up), ".up.%u", moved++);
-					ret = renameat2(sfd, sde->d_name, fd, up, RENAME_NOREPLACE);
+					ret = sys_renameat2(sfd, sde->d_name, fd, up, RENAME_NOREPLACE);
 				} while (ret && errno == EEXIST);
 			}
 			closedir(sd);
