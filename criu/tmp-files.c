@@ -64,7 +64,8 @@ static const struct compressor {
 	char *argv[5];	/* compresses stdin to stdout; argv[0] must be in PATH */
 	char *dargv[5]; /* decompresses */
 } compressors[] = {
-	[TMP_FILES_GZIP] = { "gzip", { "gzip", "--stdout", NULL }, { "gzip", "-d", "-c", NULL } },
+	/* busybox gzip (Alpine) may have no long options */
+	[TMP_FILES_GZIP] = { "gzip", { "gzip", "-c", NULL }, { "gzip", "-d", "-c", NULL } },
 	[TMP_FILES_ZSTD] = { "zstd", { "zstd", "-T0", "--quiet", "--stdout", NULL }, { "zstd", "-d", "-c", "-q", NULL } },
 	[TMP_FILES_NONE] = { "none", { NULL }, { NULL } },
 };
@@ -297,20 +298,31 @@ bool tmp_files_in_paths(char **paths, size_t nr, const char *path)
 	return i > 0 && issubpath(path, paths[i - 1]);
 }
 
-/* Run "prog --version"; its output goes into buf */
-static int run_version(char *prog, char *buf, size_t size)
+/*
+ * Run argv with nothing on stdin; its output goes into buf (if given).
+ * A compressor is checked by compressing nothing, as the dump runs it:
+ * busybox's gzip (Alpine's) has no --version.
+ */
+static int run_probe(char *const argv[], char *buf, size_t size)
 {
-	int fd, ret;
+	int in, fd, ret = -1;
 
-	fd = memfd_create("criu-version", MFD_CLOEXEC);
-	if (fd < 0) {
-		pr_perror("Can't create a memfd");
+	in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		pr_perror("Can't open /dev/null");
 		return -1;
 	}
-	ret = cr_system(-1, fd, -1, prog, (char *[]){ prog, "--version", NULL }, CRS_CAN_FAIL);
-	if (!ret && pread(fd, buf, size - 1, 0) < 0)
+	fd = memfd_create("criu-probe", MFD_CLOEXEC);
+	if (fd < 0) {
+		pr_perror("Can't create a memfd");
+		goto out;
+	}
+	ret = cr_system(in, fd, -1, argv[0], argv, CRS_CAN_FAIL);
+	if (!ret && buf && pread(fd, buf, size - 1, 0) < 0)
 		ret = -1;
 	close(fd);
+out:
+	close(in);
 	return ret;
 }
 
@@ -320,7 +332,7 @@ static int check_programs(const struct compressor *c, bool restore)
 	const char *who = restore ? "Restoring the --tmp-file archive" : "--tmp-file";
 	char buf[128] = {};
 
-	if (run_version("tar", buf, sizeof(buf))) {
+	if (run_probe((char *[]){ "tar", "--version", NULL }, buf, sizeof(buf))) {
 		pr_err("%s needs GNU tar, but \"tar --version\" failed (is tar in PATH?)\n", who);
 		return -1;
 	}
@@ -330,9 +342,9 @@ static int check_programs(const struct compressor *c, bool restore)
 	}
 	if (!restore)
 		who = "--tmp-file-compress";
-	if (c->argv[0] && run_version(c->argv[0], buf, sizeof(buf))) {
-		pr_err("%s: %s compression needs %s, but \"%s --version\" failed (is it in PATH?)\n", who, c->name,
-		       c->argv[0], c->argv[0]);
+	if (c->argv[0] && run_probe(c->argv, NULL, 0)) {
+		pr_err("%s: %s compression needs %s, but \"%s\" failed to compress nothing (is it in PATH?)\n", who,
+		       c->name, c->argv[0], c->argv[0]);
 		return -1;
 	}
 	return 0;

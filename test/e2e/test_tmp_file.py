@@ -198,6 +198,30 @@ def test_no_tar_in_path(app, criu, workdir):
     app.tick()
 
 
+def test_busybox_gzip(app, criu, workdir):
+    """Alpine's gzip is busybox's, whose --version fails: the dump takes it
+    (it is checked by compressing nothing), compresses with it, and the
+    restore, where tar calls "gzip -d", decompresses with it."""
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    os.symlink("/bin/busybox", bindir / "gzip")  # busybox runs the applet named by argv[0]
+    assert subprocess.run([bindir / "gzip", "--version"], capture_output=True).returncode != 0
+    env = dict(os.environ, PATH="%s:/usr/bin:/bin" % bindir)
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), env=env)
+    assert r.returncode == 0, r
+    with open(criu.images / ARCHIVE, "rb") as f:
+        assert f.read(2) == b"\x1f\x8b", "the archive is not gzip-compressed"
+    app.wait_dead()
+    state = (app.dir / "state").read_bytes()
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+    r = criu.restore(env=env)
+    assert r.returncode == 0, r
+    check_back(app, before, log, state)
+
+
 def test_full_images_dir(app, criu, workdir):
     """tar fails while the tree is frozen: the dump fails, the tree runs on."""
     small = workdir / "small"
