@@ -20,7 +20,7 @@ PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider
 export CRIU_TARBALL
 
 .PHONY: all deps tree build check test e2e demo patches upstream-patch \
-	check-series install deb clean distclean
+	check-series check-portability install deb clean distclean
 
 # Every step that runs criu has a time limit: a hang becomes a failure
 # that names the step (timeout(1) exits 124). The e2e tests and the demo
@@ -80,6 +80,13 @@ upstream-patch: tree
 # That series applied to the pristine release and built commit by commit.
 check-series: tree
 	@$(BOUND) 30m "make check-series" ./scripts/check-series.sh
+
+# The new C files, the upstream C files the series changes and the new
+# zdtm tests compiled with upstream's flags and -Werror for armv7, aarch64,
+# clang and musl (scripts/check-portability.sh; about 3 minutes).
+# PORTABILITY_TARGETS="armv7 musl" picks some of them.
+check-portability: build
+	@$(BOUND) 15m "make check-portability" ./scripts/check-portability.sh $(PORTABILITY_TARGETS)
 
 # criu, libcriu and its headers under PREFIX; pycriu and crit are left
 # out (upstream installs them with pip, which needs PyPI): use them from

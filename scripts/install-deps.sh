@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install every Debian package needed to build, run and test the patched
 # CRIU, and to build its package (make deb: asciidoc-base and xmlto make
-# the man pages, about 20 MB with their docbook dependencies).
+# the man pages, about 20 MB with their docbook dependencies), and to
+# run make check-portability (the armv7 and aarch64 cross compilers,
+# clang, musl-gcc; shellcheck).
 # Idempotent: prints nothing and runs no apt-get when all are present.
 set -eu
 
@@ -16,6 +18,8 @@ runc busybox-static podman
 python3 python3-yaml python3-pytest python3-xxhash
 gnuplot-nox
 asciidoc-base xmlto
+gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+gcc-aarch64-linux-gnu libc6-dev-arm64-cross clang musl-tools shellcheck
 "
 
 missing=""

@@ -48,7 +48,9 @@ case "$1" in
 	while read -r host; do
 		[ -e "$host" ] || [ -L "$host" ] || fail "$host disappeared after dump"
 		rm -rf "$host"
-		! [ -e "$host" ] && ! [ -L "$host" ] || fail "can't remove $host"
+		if [ -e "$host" ] || [ -L "$host" ]; then
+			fail "can't remove $host"
+		fi
 		echo "removed $host"
 	done < "$state"
 	;;
