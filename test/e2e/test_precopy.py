@@ -211,10 +211,10 @@ def test_unchanged_data_is_kept_and_the_app_goes_on(app, criu):
 
 
 def test_config_file_and_rpc_set_it(app, criu, workdir):
-    """tmp-file-precopy in a configuration file, and criu_opts field 76
+    """tmp-file-precopy in a configuration file, and criu_opts field 81
     (libcriu's criu_set_tmp_file_precopy(): test_libcriu.py)."""
     fields = rpc.criu_opts.DESCRIPTOR.fields_by_name
-    assert fields["tmp_file_precopy"].number == 76
+    assert fields["tmp_file_precopy"].number == 81
     conf = workdir / "precopy.conf"
     conf.write_text("tmp-file %s\ntmp-file-precopy\n" % app.dir)
     app.start()

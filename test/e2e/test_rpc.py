@@ -1,6 +1,6 @@
 """--tmp-file over RPC (criu swrk): pycriu, raw requests, config_file.
 
-A runtime sends criu_opts.tmp_files (field 72) or points config_file at a
+A runtime sends criu_opts.tmp_files (field 77) or points config_file at a
 file with "tmp-file PATH" lines (runc's org.criu.config annotation).
 """
 import os
@@ -62,7 +62,7 @@ def pycriu_ok(images, log, action, **fields):
 
 def test_pycriu_has_the_field():
     opts = rpc.criu_opts()
-    assert opts.DESCRIPTOR.fields_by_name["tmp_files"].number == 72
+    assert opts.DESCRIPTOR.fields_by_name["tmp_files"].number == 77
     opts.tmp_files.append("/tmp/x")
     assert list(opts.tmp_files) == ["/tmp/x"]
 
@@ -164,9 +164,9 @@ def test_rpc_10000_paths(app, criu, tmpdir_tmp):
 
 
 def test_rpc_compress_auto_and_limit(procs, app, criu, tmpdir_tmp):
-    """criu_opts 73-75: --tmp-file-compress, --tmp-file-auto, --tmp-file-limit."""
+    """criu_opts 78-80: --tmp-file-compress, --tmp-file-auto, --tmp-file-limit."""
     fields = rpc.criu_opts.DESCRIPTOR.fields_by_name
-    assert [fields[n].number for n in ("tmp_file_compress", "tmp_file_auto", "tmp_file_limit")] == [73, 74, 75]
+    assert [fields[n].number for n in ("tmp_file_compress", "tmp_file_auto", "tmp_file_limit")] == [78, 79, 80]
     criu.images.mkdir()
     app.start()
     before = app.tick()
