@@ -73,11 +73,13 @@ bench-restore: build
 patches:
 	@./scripts/refresh-patches.sh
 
-# A git format-patch series for a pristine upstream tree, in dist/.
+# git format-patch series for a pristine upstream tree: dist/socket-buffer/
+# (the libcriu fix, on its own) and dist/tmp-file/, authored and signed
+# off by your git config user.name and user.email.
 upstream-patch: tree
 	@./scripts/export-series.sh dist
 
-# That series applied to the pristine release and built commit by commit.
+# Each series applied to the pristine release and built commit by commit.
 check-series: tree
 	@$(BOUND) 30m "make check-series" ./scripts/check-series.sh
 

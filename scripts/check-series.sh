@@ -1,7 +1,13 @@
 #!/bin/sh
-# Check that the series for upstream (make upstream-patch) applies with
-# "git am" to the pristine pinned release and that every commit of it
-# builds on its own, as CRIU's CI builds every commit of a pull request.
+# Check the series for upstream (make upstream-patch): each of them
+# (socket-buffer, tmp-file) applies with "git am" to the pristine pinned
+# release on its own, every commit of it builds on its own, as CRIU's CI
+# builds every commit of a pull request, and every commit is authored and
+# signed off by the exporter.
+#
+# The export takes the git identity configured here; when there is none,
+# this check exports as "check-series <check-series@localhost>" (a test
+# export: make upstream-patch itself refuses to run without an identity).
 #
 # Usage: scripts/check-series.sh [WORKDIR]   (default build/check-series)
 set -eu
@@ -13,6 +19,13 @@ JOBS=${JOBS:-$(nproc)}
 
 die() { echo "check-series: $*" >&2; exit 1; }
 
+if [ -z "$(git config user.name || true)" ] || [ -z "$(git config user.email || true)" ]; then
+	echo "check-series: no git identity set: exporting as check-series <check-series@localhost>"
+	export GIT_CONFIG_COUNT=2 GIT_CONFIG_KEY_0=user.name GIT_CONFIG_VALUE_0=check-series \
+		GIT_CONFIG_KEY_1=user.email GIT_CONFIG_VALUE_1=check-series@localhost
+fi
+ident="$(git config user.name) <$(git config user.email)>"
+
 rm -rf "$WORK"
 mkdir -p "$WORK/tree"
 ./scripts/export-series.sh "$WORK/dist" >/dev/null
@@ -23,25 +36,38 @@ g init -q
 g add -A -f .
 g commit -q -m "criu $VERSION (pristine)"
 g tag pristine
-g am -q "$WORK"/dist/*.patch || die "the series does not apply with git am to pristine $VERSION"
 
-n=0
-for c in $(g rev-list --reverse pristine..HEAD); do
-	n=$((n + 1))
-	subject=$(g log -1 --format=%s "$c")
-	g checkout -q "$c"
-	# criu and libcriu, and zdtm's tests once they are in the series
-	if ! make -s -C "$WORK/tree" -j"$JOBS" criu lib >"$WORK/build.log" 2>&1; then
-		tail -n 30 "$WORK/build.log" >&2
-		die "commit $n \"$subject\" does not build"
-	fi
-	if grep -q tmp_file00 "$WORK/tree/test/zdtm/static/Makefile" &&
-	   ! { make -s -C "$WORK/tree/test/zdtm/lib" -j"$JOBS" &&
-	       make -s -C "$WORK/tree/test/zdtm/static" -j"$JOBS" tmp_file00 tmp_file01 tmp_file02 tmp_file03 tmp_file04; } \
-		>"$WORK/build.log" 2>&1; then
-		tail -n 30 "$WORK/build.log" >&2
-		die "commit $n \"$subject\": the zdtm tests do not build"
-	fi
-	echo "check-series: commit $n builds: $subject"
+total=0 counts=
+for dir in "$WORK"/dist/*/; do
+	s=$(basename "$dir")
+	g checkout -q -B "$s" pristine
+	g am -q "$dir"*.patch || die "the $s series does not apply with git am to pristine $VERSION"
+	n=0
+	for c in $(g rev-list --reverse pristine..HEAD); do
+		n=$((n + 1))
+		subject=$(g log -1 --format=%s "$c")
+		[ "$(g log -1 --format='%an <%ae>' "$c")" = "$ident" ] ||
+			die "$s commit $n \"$subject\": the author is not $ident"
+		if [ "$(g log -1 --format=%B "$c" | grep -c '^Signed-off-by: ')" != 1 ] ||
+			! g log -1 --format=%B "$c" | grep -qFx "Signed-off-by: $ident"; then
+			die "$s commit $n \"$subject\": not signed off once, by $ident"
+		fi
+		g checkout -q "$c"
+		# criu and libcriu, and zdtm's tests once they are in the series
+		if ! make -s -C "$WORK/tree" -j"$JOBS" criu lib >"$WORK/build.log" 2>&1; then
+			tail -n 30 "$WORK/build.log" >&2
+			die "$s commit $n \"$subject\" does not build"
+		fi
+		if grep -q tmp_file00 "$WORK/tree/test/zdtm/static/Makefile" &&
+		   ! { make -s -C "$WORK/tree/test/zdtm/lib" -j"$JOBS" &&
+		       make -s -C "$WORK/tree/test/zdtm/static" -j"$JOBS" tmp_file00 tmp_file01 tmp_file02 tmp_file03 tmp_file04; } \
+			>"$WORK/build.log" 2>&1; then
+			tail -n 30 "$WORK/build.log" >&2
+			die "$s commit $n \"$subject\": the zdtm tests do not build"
+		fi
+		echo "check-series: $s commit $n builds: $subject"
+	done
+	total=$((total + n))
+	counts="$counts${counts:+, }$s: $n"
 done
-echo "check-series: all $n commits apply to pristine $VERSION and build"
+echo "check-series: all $total commits ($counts) apply to pristine $VERSION and build, signed off by $ident"

@@ -1,6 +1,7 @@
 """The build harness: pinned tarball checks, the exported patch series,
 and the time limits of the tests and the demo."""
 import os
+import re
 import subprocess
 import time
 
@@ -73,6 +74,61 @@ def test_no_upstream_file_is_committed(workdir):
     assert copies == []
 
 
+def series_patches():
+    return [l for l in (ROOT / "patches/series").read_text().splitlines() if l and not l.startswith("#")]
+
+
+def git_identity_env(name, email):
+    """git configuration from the environment: it wins over every file."""
+    return dict(os.environ, GIT_CONFIG_COUNT="2", GIT_CONFIG_KEY_0="user.name", GIT_CONFIG_VALUE_0=name,
+                GIT_CONFIG_KEY_1="user.email", GIT_CONFIG_VALUE_1=email)
+
+
+def export(out, env):
+    return run_bounded([str(ROOT / "scripts/export-series.sh"), str(out)], "scripts/export-series.sh",
+                       "make upstream-patch", timeout=600, cwd=ROOT, env=env)
+
+
+def test_upstream_patch_is_signed_off_by_the_exporter(workdir):
+    """make upstream-patch: every commit of both series is authored and
+    signed off by the exporter's git identity, read at export time; the
+    socket buffer fix is a series of its own."""
+    out = workdir / "dist"
+    ident = "Ada Lovelace <ada@example.org>"
+    r = export(out, git_identity_env("Ada Lovelace", "ada@example.org"))
+    assert r.returncode == 0, r.stderr
+    socket_buffer = sorted((out / "socket-buffer").iterdir())
+    tmp_file = sorted((out / "tmp-file").iterdir())
+    assert [p.name for p in socket_buffer] == ["0001-lib-c-make-room-for-a-big-request-in-the-socket-buff.patch"]
+    assert len(socket_buffer) + len(tmp_file) == len(series_patches())
+    assert not any("socket" in p.name for p in tmp_file)
+    for p in socket_buffer + tmp_file:
+        text = p.read_text()
+        assert re.search(r"^From: Ada Lovelace\s+<ada@example\.org>$", text, re.M), p.name
+        assert re.findall(r"^Signed-off-by: .*$", text, re.M) == ["Signed-off-by: " + ident], p.name
+        assert "criu.invalid" not in text and "criu --tmp-file developers" not in text, p.name
+    # zdtm's test_author is the exporter too
+    zdtm = next(p for p in tmp_file if "zdtm" in p.name).read_text()
+    assert '+const char *test_author = "%s";' % ident in zdtm
+
+    # A second export with another identity: taken at export time
+    r = export(out, git_identity_env("Grace Hopper", "grace@example.org"))
+    assert r.returncode == 0, r.stderr
+    for p in (out / "tmp-file").iterdir():
+        assert "Signed-off-by: Grace Hopper <grace@example.org>" in p.read_text()
+        assert "Ada Lovelace" not in p.read_text()
+
+
+def test_upstream_patch_without_a_git_identity_fails_clearly(workdir):
+    out = workdir / "dist"
+    r = export(out, git_identity_env("", ""))
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("export-series: no git identity"), r.stderr
+    assert "git config --global user.name" in lines[0]
+    assert not out.exists()
+
+
 def test_upstream_patch_series_builds_commit_by_commit(workdir):
     """make check-series: the series of make upstream-patch applies with git am
     to the pristine pinned release, and every one of its commits builds."""
@@ -80,12 +136,14 @@ def test_upstream_patch_series_builds_commit_by_commit(workdir):
                     "scripts/check-series.sh", "build every commit of the series",
                     timeout=1800, cwd=ROOT)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    built = [l for l in r.stdout.splitlines() if l.startswith("check-series: commit ")]
-    patches = [l for l in (ROOT / "patches/series").read_text().splitlines()
-               if l and not l.startswith("#")]
+    built = re.findall(r"^check-series: (\S+) commit \d+ builds: (.*)$", r.stdout, re.M)
+    patches = series_patches()
     assert len(built) == len(patches) >= 2
-    assert ("all %d commits apply to pristine %s and build" % (len(patches), UPSTREAM.VERSION)
-            in r.stdout)
+    # The socket buffer fix on its own, and not in the tmp-file series
+    assert built[0] == ("socket-buffer", "lib/c: make room for a big request in the socket buffer")
+    assert all(s == "tmp-file" for s, _ in built[1:])
+    assert re.search(r"all %d commits \(socket-buffer: 1, tmp-file: %d\) apply to pristine %s and build, "
+                     r"signed off by " % (len(patches), len(patches) - 1, re.escape(UPSTREAM.VERSION)), r.stdout)
     tree = workdir / "check/tree"
     assert (tree / "criu/tmp-files.c").exists()
     out = run_bounded([str(tree / "criu/criu"), "--help"], "criu --help", "--help of the built series").stdout
