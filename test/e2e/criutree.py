@@ -32,8 +32,9 @@ def has_archive(images):
     return bool(list(Path(images).glob("tmp-files.tar*.img")))
 
 
-def build_libcriu_program(src, outdir):
-    """Compile a C program against the tree's libcriu; returns its path."""
+def build_libcriu_program(src, outdir, extra=(), warnings=("-Wall", "-Werror")):
+    """Compile a C program (src, and the sources in extra) against the
+    tree's libcriu; returns its path."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     # libcriu.so has the soname libcriu.so.2: give the loader that name.
@@ -43,7 +44,7 @@ def build_libcriu_program(src, outdir):
     if not link.exists():
         link.symlink_to(LIBCRIU)
     exe = outdir / Path(src).stem
-    subprocess.run(["gcc", "-Wall", "-Werror", "-o", str(exe), str(src),
+    subprocess.run(["gcc"] + list(warnings) + ["-o", str(exe), str(src)] + [str(e) for e in extra] + [
                     "-iquote", str(TREE / "lib/c"), "-iquote", str(TREE / "images"),
                     "-iquote", str(TREE / "criu/include"),
                     "-L", str(outdir), "-l:" + soname, "-Wl,-rpath," + str(outdir)],

@@ -3,6 +3,7 @@
 apps/libcriu_tmpfile.c is compiled here against the tree's libcriu
 (see criutree.py), the way a runtime such as crun links it.
 """
+import glob
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, APPS, alive, check_back, make_files, run_bounded
+from conftest import CRIU, APPS, TREE, alive, check_back, make_files, run_bounded
 from criutree import archive, build_libcriu_program, has_archive
 
 
@@ -139,3 +140,33 @@ def test_libcriu_request_bigger_than_the_socket_buffer(tmpdir_tmp):
     assert "Can't send request" not in r.stderr, r.stderr
     assert "criu_check: 0\n" in r.stdout, (r.stdout, r.stderr)
     assert r.returncode == 0
+
+
+def test_upstream_libcriu_test_tmp_file(workdir):
+    """test/others/libcriu/test_tmp_file.c, the test the series adds to
+    upstream's libcriu tests (built as upstream's Makefile builds them, with
+    its lib.c): every setter, global and criu_local_, reaches criu."""
+    src = TREE / "test/others/libcriu"
+    exe = build_libcriu_program(src / "test_tmp_file.c", workdir / "bin", extra=[src / "lib.c"],
+                                warnings=("-Werror",))
+    out = workdir / "out"
+    out.mkdir()
+    try:
+        r = run_bounded([str(exe), CRIU, str(out)], "test_tmp_file", "upstream's libcriu test_tmp_file",
+                        log=out / "dump.log")
+        shm = sorted(glob.glob("/dev/shm/criu-libcriu-test_tmp_file.*"))
+    finally:
+        for f in glob.glob("/dev/shm/criu-libcriu-test_tmp_file.*"):
+            os.unlink(f)
+    logs = {p.name: p.read_text() for p in out.glob("*.log")}
+    assert r.returncode == 0, (r.stdout, r.stderr, logs.get("restore.log", "")[-3000:])
+    assert shm == [], "the test left its /dev/shm file"
+    # The two refused dumps were refused for the reason the setters gave
+    assert "--tmp-file-compress lz4: must be gzip, zstd or none" in logs["dump-lz4.log"]
+    assert re.search(r"--tmp-file-auto: the files to save take \d+ bytes, over --tmp-file-limit 1\b",
+                     logs["dump-limit.log"])
+    # The good one: the automatic mode, the pre-copy, the named directory
+    dump = logs["dump.log"]
+    assert re.search(r"--tmp-file-auto: saving /dev/shm/criu-libcriu-test_tmp_file\.\d+ \(20 bytes\)", dump)
+    assert "Pre-copy: archiving 2 entries while the tree runs" in dump
+    assert "--- Restore ---" in r.stdout and "Restore returned pid" in r.stdout
