@@ -91,6 +91,7 @@ done
 DOC=$STAGE/usr/share/doc/criu
 install -d "$DOC"
 install -m 644 "$TREE/Documentation/tmp-file.txt" "$DOC/tmp-file.txt"
+install -m 644 "$TREE/Documentation/tmp-file.html" "$DOC/tmp-file.html"
 install -m 644 "$TREE/CREDITS" "$DOC/CREDITS"
 {
 	echo "CRIU $VERSION (https://criu.org/), with the --tmp-file patch series"
