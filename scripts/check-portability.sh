@@ -11,6 +11,7 @@
 # syscall tables); then each object is compiled with -c:
 #   - every new criu/*.c of the overlay,
 #   - every criu/*.c that patches/series changes, and lib/c/criu.c,
+#   - the new libcriu test (test/others/libcriu/test_tmp_file.c),
 # and the new zdtm tests are built (zdtm's lib, then each test, linked).
 # The protobuf-c sources are the native tree's (make build makes them;
 # they are the same for every target), and so is criu/pie/restorer-blob.h
@@ -45,7 +46,7 @@ die() { echo "check-portability: $*" >&2; exit 1; }
 # The upstream C files the series changes, and the new ones.
 sources() {
 	for f in $(overlay_files); do
-		case $f in criu/*/*) ;; criu/*.c) echo "$f" ;; esac
+		case $f in criu/*/*) ;; criu/*.c | test/others/libcriu/*.c) echo "$f" ;; esac
 	done
 	grep -v '^#' patches/series | while read -r p; do
 		sed -n 's|^+++ b/\(criu/[^/]*\.c\)$|\1|p; s|^+++ b/\(lib/c/[^/]*\.c\)$|\1|p' "patches/$p"
@@ -110,6 +111,8 @@ check_target() {
 
 	shim=$dir/shim
 	make_shim "$shim" "$t"
+	mkdir -p "$dir/libcriu-include"
+	ln -s "$src/lib/c/criu.h" "$src/criu/include/version.h" "$src/images/rpc.pb-c.h" "$dir/libcriu-include/"
 	# shellcheck disable=SC2086 # $vars is a list of words
 	m() { make -s -C "$src" $vars USERCFLAGS="-idirafter $shim" "$@"; }
 
@@ -138,6 +141,8 @@ check_target() {
 			-DDEFAULT_CONFIG_FILENAME=\"default.conf\" -DUSER_CONFIG_DIR=\".criu/\"" ;;
 		lib/c/*) extra="-iquote criu/arch/$arch/include -iquote criu/include -iquote images
 			-fPIC -fno-stack-protector" ;;
+		# libcriu's tests see only the installed headers (make install-lib)
+		test/others/libcriu/*) extra="-I $dir/libcriu-include" ;;
 		esac
 		n=$((n + 1))
 		# shellcheck disable=SC2086 # flag lists
