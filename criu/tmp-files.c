@@ -131,9 +131,18 @@ static struct tmp_file *new_tmp_file(const char *path, size_t size, struct list_
 	return tf;
 }
 
-int tmp_file_add(const char *path)
+int tmp_file_add(const char *path, bool optional)
 {
-	return new_tmp_file(path, sizeof(struct tmp_file), &opts.tmp_files) ? 0 : -1;
+	struct tmp_file *tf = new_tmp_file(path, sizeof(struct tmp_file), &opts.tmp_files);
+
+	if (tf)
+		tf->optional = optional;
+	return tf ? 0 : -1;
+}
+
+static const char *option_of(const struct tmp_file *tf)
+{
+	return tf->optional ? "--tmp-file-optional" : "--tmp-file";
 }
 
 /* Make tf->path absolute and normalised, in place (it can only shrink) */
@@ -142,22 +151,22 @@ static int check_path_option(struct tmp_file *tf)
 	char *norm;
 
 	if (!*tf->path) {
-		pr_err("--tmp-file: the path is empty\n");
+		pr_err("%s: the path is empty\n", option_of(tf));
 		return -1;
 	}
 	if (*tf->path != '/') {
-		pr_err("--tmp-file %s: the path must be absolute\n", tf->path);
+		pr_err("%s %s: the path must be absolute\n", option_of(tf), tf->path);
 		return -1;
 	}
 	norm = xmalloc(strlen(tf->path) + 1);
 	if (!norm)
 		return -1;
 	if (tmp_files_normalise_path(tf->path, norm)) {
-		pr_err("--tmp-file %s: \"..\" is not allowed in the path\n", tf->path);
+		pr_err("%s %s: \"..\" is not allowed in the path\n", option_of(tf), tf->path);
 		goto err;
 	}
 	if (!*norm) {
-		pr_err("--tmp-file %s: refusing to save the whole root\n", tf->path);
+		pr_err("%s %s: refusing to save the whole root\n", option_of(tf), tf->path);
 		goto err;
 	}
 	xfree(tf->path);
@@ -447,7 +456,8 @@ static int set_excludes(int root_fd)
  * (absolute, or with "..") never lead tar or the manifest to a host file.
  * The last name may be a symlink: it is saved as one.
  */
-static int stat_saved_path(int root_fd, const char *path, struct stat *st)
+/* 1: an optional path the tree does not have, skipped */
+static int stat_saved_path(int root_fd, const char *path, bool optional, struct stat *st)
 {
 	const char *slash = strrchr(path, '/');
 	char *dir;
@@ -458,13 +468,19 @@ static int stat_saved_path(int root_fd, const char *path, struct stat *st)
 		return -1;
 	/* Without O_DIRECTORY: a symlink on the way is then ELOOP, not ENOTDIR */
 	fd = open_in_tree(root_fd, dir, O_PATH);
-	if (fd < 0 && errno == ELOOP)
+	if (fd < 0 && errno == ELOOP) {
 		pr_err("--tmp-file %s: the path goes through a symlink in the dumped tree; name the path it leads to\n",
 		       path);
-	else if (fd < 0 || fstatat(fd, slash + 1, st, AT_SYMLINK_NOFOLLOW))
-		pr_perror("--tmp-file %s: can't save it", path);
-	else
+	} else if (fd < 0 || fstatat(fd, slash + 1, st, AT_SYMLINK_NOFOLLOW)) {
+		if (optional && errno == ENOENT) {
+			pr_warn("--tmp-file-optional %s: the dumped tree has no such path, it is not saved\n", path);
+			ret = 1;
+		} else {
+			pr_perror("--tmp-file %s: can't save it", path);
+		}
+	} else {
 		ret = 0;
+	}
 	close_safe(&fd);
 	xfree(dir);
 	return ret;
@@ -557,6 +573,17 @@ static int precopy(pid_t root_pid)
 	return ret;
 }
 
+/* Given only with --tmp-file-optional: a tree that does not have it is dumped without it */
+static bool path_optional(const char *path)
+{
+	struct tmp_file *tf;
+
+	list_for_each_entry(tf, &opts.tmp_files, list)
+		if (!tf->optional && !strcmp(tf->path, path))
+			return false;
+	return true;
+}
+
 /*
  * The root task's root, as a path in its mount namespace: "/", or the
  * directory it is chrooted to. The saved paths are resolved in it, so
@@ -632,7 +659,10 @@ int tmp_files_prepare_dump(pid_t root_pid)
 			pr_err("--tmp-file %s: the path is too long\n", paths[i]);
 			goto err;
 		}
-		if (stat_saved_path(root_fd, paths[i], &st))
+		ret = stat_saved_path(root_fd, paths[i], path_optional(paths[i]), &st);
+		if (ret > 0)
+			continue;
+		if (ret)
 			goto err;
 		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
 			pr_err("--tmp-file %s: not a regular file, a directory or a symlink\n", paths[i]);

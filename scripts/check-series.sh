@@ -1,6 +1,6 @@
 #!/bin/sh
 # Check the series for upstream (make upstream-patch): each of them
-# (socket-buffer, tmp-file) applies with "git am" to the pristine pinned
+# (socket-buffer, tmp-file, unseized, libcriu-errmsg) applies with "git am" to the pristine pinned
 # release on its own, every commit of it builds on its own, as CRIU's CI
 # builds every commit of a pull request, and every commit is authored and
 # signed off by the exporter.

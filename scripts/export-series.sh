@@ -3,6 +3,9 @@
 # a pristine upstream tree, from patches/series:
 #   OUT/socket-buffer/  the libcriu socket buffer fix, on its own (it is
 #                       not part of --tmp-file and can go upstream alone)
+#   OUT/unseized/       seize: no resume of a task never seized (a dump
+#                       refused before the freeze logged a second error)
+#   OUT/libcriu-errmsg/ lib/c: criu_get_last_errmsg()
 #   OUT/tmp-file/       every other patch, each commit carrying the
 #                       overlay's new files that it builds or uses
 #                       (overlay_patch_of in scripts/overlay.conf), so that
@@ -48,7 +51,7 @@ PLACEHOLDER="criu --tmp-file developers <tmp-file@criu.invalid>"
 
 # Series of their own, as NAME:WORD (WORD in the patch's file name); the
 # other patches make the tmp-file series.
-SEPARATE="socket-buffer:make-room-for-a-big-request"
+SEPARATE="socket-buffer:make-room-for-a-big-request unseized:do-not-resume-a-task-that-was-never libcriu-errmsg:criu_get_last_errmsg"
 series_of() {
 	for s in $SEPARATE; do
 		case $1 in *"${s#*:}"*) echo "${s%%:*}"; return ;; esac

@@ -15,14 +15,15 @@ struct stat;
 /* --tmp-file-limit: total size of the files --tmp-file-auto may save */
 #define DEFAULT_TMP_FILES_LIMIT (64 << 20)
 
-/* One --tmp-file PATH; normalised by tmp_files_check_options() */
+/* One --tmp-file PATH (or --tmp-file-optional); normalised by tmp_files_check_options() */
 struct tmp_file {
 	struct list_head list;
 	char *path;
+	bool optional; /* a tree without it is dumped without it */
 };
 
 /* Options: recorded while parsing, checked once the log is set up */
-extern int tmp_file_add(const char *path);
+extern int tmp_file_add(const char *path, bool optional);
 extern int tmp_files_check_options(void);
 
 /* Dump: check paths and tar before freezing, archive while frozen */

@@ -102,6 +102,8 @@ def test_libcriu_relative_path_fails_the_dump(program, app, criu):
     assert "criu_dump returned" in r.stderr
     assert "--tmp-file relative/path: the path must be absolute" in \
         (criu.images / "dump.log").read_text()
+    # What a runtime using libcriu (crun) can show its user: criu_get_last_errmsg()
+    assert "tmp-files: --tmp-file relative/path: the path must be absolute" in r.stderr, r.stderr
     assert alive(app.pid)
     app.tick()
     assert not has_archive(criu.images)
@@ -170,3 +172,23 @@ def test_upstream_libcriu_test_tmp_file(workdir):
     assert re.search(r"--tmp-file-auto: saving /dev/shm/criu-libcriu-test_tmp_file\.\d+ \(20 bytes\)", dump)
     assert "Pre-copy: archiving 2 entries while the tree runs" in dump
     assert "--- Restore ---" in r.stdout and "Restore returned pid" in r.stdout
+
+
+def test_libcriu_optional_path(program, app, criu, tmpdir_tmp):
+    """criu_add_tmp_file_optional(): a path the tree does not have is
+    skipped with a warning, one it has is saved."""
+    criu.images.mkdir()
+    app.start()
+    missing = tmpdir_tmp / "not-there"
+    r = run(program, "dump", app.pid, criu.images, "?" + str(missing), "?" + str(app.dir))
+    assert r.returncode == 0, r.stderr
+    log = (criu.images / "dump.log").read_text()
+    assert "--tmp-file-optional %s: the dumped tree has no such path, it is not saved" % missing in log
+    app.wait_dead()
+    before = {p.name: p.read_bytes() for p in app.dir.iterdir()}
+    shutil.rmtree(app.dir)
+    r = run(program, "restore", criu.images)
+    assert r.returncode == 0, r.stderr
+    assert {p.name: p.read_bytes() for p in app.dir.iterdir()} == before
+    app.restored()
+

@@ -2,7 +2,9 @@
  * Drive --tmp-file through libcriu, the way a container runtime does.
  *
  *   libcriu_tmpfile CRIU dump PID IMAGES PATH...
- *	criu_dump() of PID into IMAGES with criu_add_tmp_file(PATH) for
+ *	criu_dump() of PID into IMAGES with criu_add_tmp_file(PATH) (for
+ *	"?PATH", criu_add_tmp_file_optional(PATH)); on failure, prints what
+ *	criu_get_last_errmsg() says; for
  *	every PATH (the task is killed by the dump); with TMP_FILE_PRECOPY=1
  *	in the environment, also criu_set_tmp_file_precopy(true)
  *   libcriu_tmpfile CRIU restore IMAGES
@@ -60,7 +62,8 @@ static int do_dump(const char *criu, char *argv[], int argc)
 	if (getenv("TMP_FILE_PRECOPY"))
 		criu_set_tmp_file_precopy(true);
 	for (i = 2; i < argc; i++) {
-		ret = criu_add_tmp_file(argv[i]);
+		/* "?PATH": criu_add_tmp_file_optional(PATH) */
+		ret = argv[i][0] == '?' ? criu_add_tmp_file_optional(argv[i] + 1) : criu_add_tmp_file(argv[i]);
 		if (ret) {
 			fprintf(stderr, "criu_add_tmp_file(%s) returned %d\n", argv[i], ret);
 			return 1;
@@ -69,7 +72,8 @@ static int do_dump(const char *criu, char *argv[], int argc)
 
 	ret = criu_dump();
 	if (ret < 0) {
-		fprintf(stderr, "criu_dump returned %d (errno %d)\n", ret, errno);
+		fprintf(stderr, "criu_dump returned %d (errno %d): %s\n", ret, errno,
+			criu_get_last_errmsg() ?: "(no message)");
 		return 1;
 	}
 	printf("dumped\n");
