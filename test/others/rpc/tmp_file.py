@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # The --tmp-file fields of criu_opts over RPC: tmp_files,
-# tmp_file_compress, tmp_file_auto, tmp_file_limit and tmp_file_precopy.
+# tmp_file_compress, tmp_file_auto, tmp_file_limit, tmp_file_precopy and
+# tmp_files_optional.
 #
 # A task keeps open a file in DIR/saved and one on the tmpfs /dev/shm.
 # criu refuses a dump with an unknown compression, and one whose automatic
@@ -48,8 +49,8 @@ def request(kind, log, **opts):
     req.opts.log_file = log
     req.opts.images_dir_fd = os.open(args['dir'], os.O_DIRECTORY)
     for name, value in opts.items():
-        if name == 'tmp_files':
-            req.opts.tmp_files.extend(value)
+        if name in ('tmp_files', 'tmp_files_optional'):
+            getattr(req.opts, name).extend(value)
         else:
             setattr(req.opts, name, value)
     return req
@@ -101,14 +102,18 @@ try:
         fail('the refused dump killed the task')
 
     print('*** Dump with every field ***')
+    missing = os.path.join(args['dir'], 'not-there')
     resp = do_rpc(request(rpc.DUMP, 'dump.log', pid=pid, tmp_files=[saved], tmp_file_compress='zstd',
-                          tmp_file_auto=True, tmp_file_limit=1 << 20, tmp_file_precopy=True))
+                          tmp_file_auto=True, tmp_file_limit=1 << 20, tmp_file_precopy=True,
+                          tmp_files_optional=[missing]))
     log = os.path.join(args['dir'], 'dump.log')
     if not resp.success:
         fail('the dump: %r' % resp.cr_errmsg, log)
     task.wait()
     if not log_has('dump.log', '--tmp-file-auto: saving %s (%d bytes)' % (shm, len(DATA))):
         fail('tmp_file_auto did not save %s' % shm, log)
+    if not log_has('dump.log', '--tmp-file-optional %s: the dumped tree has no such path' % missing):
+        fail('tmp_files_optional: no warning for %s' % missing, log)
     if not log_has('dump.log', 'Pre-copy: archiving 2 entries while the tree runs'):
         fail('tmp_file_precopy did not run the pre-copy', log)
     with open(os.path.join(args['dir'], 'tmp-files.tar.img'), 'rb') as f:
