@@ -69,6 +69,47 @@ bench: build
 bench-restore: build
 	@$(BOUND) 10m "make bench-restore" $(PYTHON) bench/restore_in_place.py $(CRIU) 256 3
 
+# libFuzzer harnesses for the parsers of criu/tmp-files*.c (test/fuzz):
+# FUZZ_TIME seconds a target (default 3 minutes), FUZZ_TARGETS to pick.
+# Built with clang, ASan and UBSan in build/fuzz; a finding fails naming
+# its input (build/fuzz/artifacts).
+FUZZ_TIME    ?= 180
+FUZZ_TARGETS ?= pax ustar listing path manifest
+FUZZ_OUT     := build/fuzz
+
+.PHONY: fuzz fuzz-build
+fuzz-build: build
+	@$(MAKE) -s --no-print-directory -C test/fuzz TREE=$(abspath $(TREE)) OUT=$(abspath $(FUZZ_OUT)) all
+fuzz: fuzz-build
+	@$(BOUND) $$(( $(words $(FUZZ_TARGETS)) * ($(FUZZ_TIME) + 90) ))s "make fuzz" \
+		./test/fuzz/run.sh $(abspath $(FUZZ_OUT)) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+# The patched criu with AddressSanitizer and UBSan (CRIU's own ASAN=1, and
+# -fsanitize=undefined through the same CFLAGS-ASAN, which CRIU keeps out
+# of the parasite and restorer blobs), in its own tree: build/asan/criu/criu.
+# Run tests against it with CRIU=: make asan-test (see README, "Tests").
+ASAN_TREE  := build/asan
+ASAN_FLAGS := ASAN=1 WERROR=0 CFLAGS-ASAN="-fsanitize=address -fsanitize=undefined"
+
+.PHONY: asan asan-test
+asan: deps
+	@TREE=$(ASAN_TREE) ./scripts/assemble.sh
+	@$(MAKE) -s -C $(ASAN_TREE) -j$(JOBS) $(ASAN_FLAGS) criu lib crit >/dev/null
+	@echo "built $(ASAN_TREE)/criu/criu (ASan + UBSan)"
+
+# The e2e tests (ASAN_TESTS, default the tmp-file suites) against it.
+# Reports go to files, leaks included (not fatal: upstream CRIU leaks in
+# every run); one with a frame in criu/tmp-files*.c fails the run.
+ASAN_REPORTS := $(ASAN_TREE)/reports
+ASAN_TESTS   ?= test_tmp_file.py test_safety.py test_fidelity.py test_precopy.py test_hostile.py test_attacks.py
+asan-test: asan
+	@rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	@ASAN_OPTIONS=log_path=$(abspath $(ASAN_REPORTS))/asan:detect_leaks=1 LSAN_OPTIONS=exitcode=0 \
+		UBSAN_OPTIONS=log_path=$(abspath $(ASAN_REPORTS))/ubsan:print_stacktrace=1 \
+		CRIU=$(abspath $(ASAN_TREE))/criu/criu $(BOUND) $(E2E_LIMIT) "make asan-test" \
+		$(PYTEST) $(addprefix test/e2e/,$(ASAN_TESTS)) $(PYTEST_ARGS); rc=$$?; \
+		./scripts/sanitizer-reports.sh $(ASAN_REPORTS) || rc=1; exit $$rc
+
 # Regenerate patches/ from the commits made in the build tree.
 patches:
 	@./scripts/refresh-patches.sh

@@ -559,6 +559,8 @@ static TmpFileEntry **find_entry(struct staged *sg, const char *path)
 {
 	TmpFileEntry key = { .path = (char *)path }, *k = &key;
 
+	if (!sg->nr_entries) /* entries is NULL: not for bsearch() */
+		return NULL;
 	return bsearch(&k, sg->entries, sg->nr_entries, sizeof(*sg->entries), entry_cmp);
 }
 
@@ -716,8 +718,11 @@ int tmp_files_check_manifest(TmpFilesManifestEntry *me)
 	struct staged sg = {};
 
 	staged_init(&sg, me);
-	qsort(sg.paths, sg.nr, sizeof(*sg.paths), tmp_files_path_cmp);
-	qsort(sg.entries, sg.nr_entries, sizeof(*sg.entries), entry_cmp);
+	/* A manifest without paths or entries has NULL arrays, which qsort() must not get */
+	if (sg.nr)
+		qsort(sg.paths, sg.nr, sizeof(*sg.paths), tmp_files_path_cmp);
+	if (sg.nr_entries)
+		qsort(sg.entries, sg.nr_entries, sizeof(*sg.entries), entry_cmp);
 	return check_manifest(&sg);
 }
 

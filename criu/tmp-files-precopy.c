@@ -105,6 +105,8 @@ static struct precopied *find_file(struct tmp_files_precopy *pc, const char *pat
 {
 	struct precopied key = { .path = (char *)path };
 
+	if (!pc->nr) /* files is NULL: not for bsearch() */
+		return NULL;
 	return bsearch(&key, pc->files, pc->nr, sizeof(*pc->files), file_cmp);
 }
 
@@ -421,15 +423,41 @@ struct pax {
 	bool has_size, sparse;
 };
 
+/*
+ * A decimal number of digits only, from p up to end, no bigger than max;
+ * *next is the first byte after it. The header is not NUL-terminated, and
+ * strtoul() would read on past its end (and take "-1", " 1" and "+1").
+ */
+static int parse_decimal(const char *p, const char *end, unsigned long long max, unsigned long long *v,
+			 const char **next)
+{
+	const char *start = p;
+
+	*v = 0;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		unsigned int d = *p - '0';
+
+		if (d > max || *v > (max - d) / 10)
+			return -1;
+		*v = *v * 10 + d;
+	}
+	*next = p;
+	return p == start ? -1 : 0;
+}
+
 static int parse_pax(char *buf, size_t size, struct pax *pax)
 {
 	char *p = buf, *end = buf + size;
 
 	while (p < end) {
 		char *rec = p, *key, *val, *eq;
-		unsigned long len = strtoul(p, &key, 10);
+		unsigned long long len;
+		const char *after;
 
-		if (!len || len > end - rec || *key != ' ' || rec[len - 1] != '\n')
+		if (parse_decimal(p, end, end - rec, &len, &after))
+			return -1;
+		key = (char *)after;
+		if (!len || key == end || *key != ' ' || rec[len - 1] != '\n')
 			return -1;
 		key++;
 		rec[len - 1] = '\0';
@@ -447,7 +475,8 @@ static int parse_pax(char *buf, size_t size, struct pax *pax)
 		else if (!strcmp(key, "linkpath"))
 			pax->linkpath = val;
 		else if (!strcmp(key, "size")) {
-			pax->size = strtoull(val, NULL, 10);
+			if (parse_decimal(val, rec + len - 1, ULLONG_MAX, &pax->size, &after) || *after)
+				return -1;
 			pax->has_size = true;
 		}
 		p = rec + len;
@@ -497,6 +526,9 @@ static int read_members(struct tmp_files_precopy *pc)
 			goto bad; /* GNU tar makes nothing else with --format=posix */
 		if (pax.has_size)
 			len = pax.size;
+		/* The data, padded, must be in the archive: off must not run past it, nor wrap */
+		if ((type == '0' || type == '\0') && len > round_down(size - off - BLOCK, BLOCK))
+			goto bad;
 		if (pax.sparse_name || pax.path)
 			snprintf(name, sizeof(name), "%s", pax.sparse_name ?: pax.path);
 		else if (hdr[345])

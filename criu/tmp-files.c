@@ -83,11 +83,15 @@ static int compressor_index(const char *name)
 /*
  * Write into out (as long as path) the absolute path without empty or "."
  * components; "" for "/". ".." is refused: a path must mean the same file
- * at dump and restore.
+ * at dump and restore. So is a relative path, whose result ("a" -> "/a")
+ * would not fit.
  */
 int tmp_files_normalise_path(const char *path, char *out)
 {
 	const char *p = path;
+
+	if (*p != '/')
+		return -1;
 
 	while (*p) {
 		size_t len;

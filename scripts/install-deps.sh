@@ -3,7 +3,8 @@
 # CRIU, and to build its package (make deb: asciidoc-base and xmlto make
 # the man pages, about 20 MB with their docbook dependencies), and to
 # run make check-portability (the armv7 and aarch64 cross compilers,
-# clang, musl-gcc; shellcheck).
+# clang, musl-gcc; shellcheck); clang's runtimes (libFuzzer, ASan,
+# UBSan) build the fuzz harnesses (make fuzz).
 # Idempotent: prints nothing and runs no apt-get when all are present.
 set -eu
 
@@ -17,6 +18,7 @@ tar gzip zstd iptables iproute2 util-linux procps acl attr
 runc busybox-static podman
 python3 python3-yaml python3-pytest python3-xxhash
 gnuplot-nox
+libclang-rt-14-dev
 asciidoc-base xmlto
 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross clang musl-tools shellcheck
