@@ -123,8 +123,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		line[len] = '\0';
 		p += len + 1;
 
-		if (!listing_stopped)
+		if (!listing_stopped) {
+			unsigned long long bytes = l.bytes;
+
 			listing_stopped = listing_line(&l, line);
+			/* What it let through is within the manifest's bound, and the count only grows */
+			if (l.bytes < bytes || (!listing_stopped && (l.bytes > l.want_bytes || l.members > NR)))
+				abort();
+		}
 		extraction_line(&x, line);
 
 		/* With room for any name, or barely any */
