@@ -10,12 +10,13 @@ must keep running.
 """
 import gzip
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import alive, check_back, mounted_tmpfs, wipe_after_dump
+from conftest import CRIU, alive, check_back, mounted_tmpfs, wipe_after_dump
 from criutree import archive, has_archive, request, swrk_call
 
 
@@ -160,3 +161,18 @@ def test_rpc_field_wins_over_the_default_config_file(procs, criu, workdir, tmpdi
         assert resp.success, log_of(criu.images, "dump.log")[-3000:]
         assert "--tmp-file-auto: saving %s (4096 bytes)" % (mnt / "f") in log_of(criu.images, "dump.log")
         assert alive(h.pid)
+
+
+def test_help_lists_the_options_as_text():
+    """criu --help: the usage text with the --tmp-file options had grown past
+    the 8 KiB buffer of one log message, and criu wrote the bytes after that
+    buffer to stdout (an ASan build reports a global-buffer-overflow). The
+    whole text, and only text, comes out."""
+    r = subprocess.run([CRIU, "--help"], capture_output=True, timeout=30)
+    assert r.returncode == 0, r
+    out = r.stdout.decode("ascii")  # raises on a stray byte
+    assert all(c.isprintable() or c in "\n\t" for c in out), out
+    for option in ("--tmp-file PATH", "--tmp-file-compress", "--tmp-file-auto", "--tmp-file-limit",
+                   "--tmp-file-precopy", "--action-script FILE", "-V|--version"):
+        assert option in out, option
+    assert out.rstrip().endswith("show version"), out[-200:]
