@@ -74,7 +74,7 @@ bench-restore: build
 # Built with clang, ASan and UBSan in build/fuzz; a finding fails naming
 # its input (build/fuzz/artifacts).
 FUZZ_TIME    ?= 180
-FUZZ_TARGETS ?= pax ustar listing path manifest
+FUZZ_TARGETS ?= pax ustar stream path manifest
 FUZZ_OUT     := build/fuzz
 
 .PHONY: fuzz fuzz-build

@@ -670,7 +670,8 @@ static int check_one_staged(void *ctx, char *fpath, size_t len, const struct sta
 
 /*
  * The manifest itself: normalised saved paths, none inside another, each
- * with an entry, and no entry listed twice.
+ * with an entry, and no entry listed twice, nor one dump cannot have
+ * written (not normalised, or outside the saved paths).
  */
 static int check_manifest(struct staged *sg)
 {
@@ -688,6 +689,10 @@ static int check_manifest(struct staged *sg)
 		/* A device node made by root and owned by a user is a way into the host */
 		if (e->type == TMP_FILE_ENTRY__KIND__CHR || e->type == TMP_FILE_ENTRY__KIND__BLK) {
 			pr_err("The --tmp-file manifest has a device node %s: refusing to restore\n", e->path);
+			return -1;
+		}
+		if (!path_normalised(e->path) || !tmp_files_in_paths(sg->paths, sg->nr, e->path)) {
+			pr_err("Bad entry %s in the --tmp-file manifest: refusing to restore\n", e->path);
 			return -1;
 		}
 		if (i && !strcmp(sg->entries[i - 1]->path, e->path)) {

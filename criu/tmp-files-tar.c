@@ -269,6 +269,12 @@ static int header_done(struct stream *s)
 			s->data_left = round_up(s->m.size, BLOCK);
 			s->sum_left = s->m.size;
 			s->summing = !s->m.sparse && !tmp_files_sum_start(&s->sum);
+			/* No data to wait for: summed now (the next member's start would leak the context) */
+			if (s->summing && !s->data_left) {
+				s->summing = false;
+				if (s->check->summed(s->check->ctx, &s->m, tmp_files_sum_end(&s->sum)))
+					return -1;
+			}
 		}
 	}
 	ret = put(s, s->pend, s->have);

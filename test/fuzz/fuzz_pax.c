@@ -1,7 +1,9 @@
 /*
- * libFuzzer: parse_pax() of tmp-files-precopy.c, the records of a pax
- * extended header ("%d %s=%s\n"), as the pre-copy reads them back from
- * the archive tar wrote by names the running tree controls.
+ * libFuzzer: the two readers of the records of a pax extended header
+ * ("%d %s=%s\n"): parse_pax() of tmp-files-precopy.c (the pre-copy reads
+ * back the archive tar wrote by names the running tree controls) and
+ * tmp_files_tar_pax() of tmp-files-tar.c (restore reads the archive of
+ * the images); and tmp_files_tar_header() on the input's first 512 bytes.
  *
  * The buffer is exactly the record bytes, not NUL-terminated, as it is
  * read from the archive, and ends where an unreadable page starts: a
@@ -52,6 +54,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		inside(buf, size, pax.path);
 		inside(buf, size, pax.linkpath);
 		inside(buf, size, pax.sparse_name);
+	}
+	/* tmp-files-tar.c writes into fixed buffers: the strings must end in them */
+	{
+		struct tmp_files_tar_member m = {};
+
+		memcpy(buf, data, size); /* parse_pax() wrote into it */
+		if (!tmp_files_tar_pax(buf, size, &m) &&
+		    (strnlen(m.name, sizeof(m.name)) == sizeof(m.name) ||
+		     strnlen(m.linkname, sizeof(m.linkname)) == sizeof(m.linkname)))
+			abort();
+		if (size >= 512) {
+			char blk[512];
+
+			memcpy(blk, data, sizeof(blk));
+			if (!tmp_files_tar_header(blk, &m) && (strnlen(m.name, sizeof(m.name)) == sizeof(m.name) ||
+								strnlen(m.linkname, sizeof(m.linkname)) == sizeof(m.linkname)))
+				abort();
+		}
 	}
 	return 0;
 }

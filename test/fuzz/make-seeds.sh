@@ -11,7 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 rm -f corpus/*/seed-*
-mkdir -p corpus/pax corpus/ustar corpus/listing corpus/path corpus/manifest
+mkdir -p corpus/pax corpus/ustar corpus/stream corpus/path corpus/manifest
 
 # The tree fuzz_ustar.c knows (its table "walked"), under $tmp/root/f
 long=$(printf 'n%.0s' $(seq 120))
@@ -68,17 +68,13 @@ printf '16 linkpath=f/a\n11 size=42\n' >corpus/pax/seed-linkpath-size
 printf '27 GNU.sparse.name=f/s\n26 GNU.sparse.major=1\n' >corpus/pax/seed-sparse
 printf '12 path=' >corpus/pax/seed-truncated
 
-# listing: tar's --list --verbose and --extract --verbose lines, escaped
-mkdir "$tmp/x"
-printf 'hello\n' >"$r/f/new
-line"
-printf 'hello\n' >"$r/f/back\\slash"
-printf 'hello\n' >"$r/f/$(printf '\377\001')"
-create posix >"$tmp/l.tar"
-tar --list --verbose --numeric-owner --quoting-style=escape --file="$tmp/l.tar" >corpus/listing/seed-list
-tar --extract --verbose --quoting-style=escape --file="$tmp/l.tar" --directory="$tmp/x" >corpus/listing/seed-extract
-printf 'C--------- 0/0 1048576 2024-01-01 00:00 f/c\n' >corpus/listing/seed-contiguous
-printf 'f/a\\n\\t\\\\\\377\\001\n' >corpus/listing/seed-escapes
+# stream: archives as dump makes them (--format=posix, relative names), after
+# one byte that says how many bytes each read gets (0: all at once; 61)
+for f in seed-posix.tar seed-posix-plain.tar seed-ustar.tar seed-gnu.tar; do
+	{ printf '\000'; cat "corpus/ustar/$f"; } >"corpus/stream/${f%.tar}-whole"
+	{ printf '\075'; cat "corpus/ustar/$f"; } >"corpus/stream/${f%.tar}-by-61"
+done
+printf '\000' >corpus/stream/seed-empty
 
 # path
 printf '/tmp/a\n/tmp/a/b\n/tmp//c/./d/\n/\n/tmp/a/../b\n' >corpus/path/seed-mixed
