@@ -79,7 +79,7 @@ FUZZ_OUT     := build/fuzz
 
 .PHONY: fuzz fuzz-build
 fuzz-build: build
-	@$(MAKE) -s --no-print-directory -C test/fuzz TREE=$(abspath $(TREE)) OUT=$(abspath $(FUZZ_OUT)) all
+	@$(MAKE) -s --no-print-directory -C test/fuzz -j$(JOBS) TREE=$(abspath $(TREE)) OUT=$(abspath $(FUZZ_OUT)) all
 fuzz: fuzz-build
 	@$(BOUND) $$(( $(words $(FUZZ_TARGETS)) * ($(FUZZ_TIME) + 90) ))s "make fuzz" \
 		./test/fuzz/run.sh $(abspath $(FUZZ_OUT)) $(FUZZ_TIME) $(FUZZ_TARGETS)
@@ -101,7 +101,8 @@ asan: deps
 # Reports go to files, leaks included (not fatal: upstream CRIU leaks in
 # every run); one with a frame in criu/tmp-files*.c fails the run.
 ASAN_REPORTS := $(ASAN_TREE)/reports
-ASAN_TESTS   ?= test_tmp_file.py test_safety.py test_fidelity.py test_precopy.py test_hostile.py test_attacks.py
+ASAN_TESTS   ?= test_tmp_file.py test_safety.py test_fidelity.py test_precopy.py test_hostile.py test_attacks.py \
+		test_threats.py test_in_place.py test_options.py
 asan-test: asan
 	@rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
 	@ASAN_OPTIONS=log_path=$(abspath $(ASAN_REPORTS))/asan:detect_leaks=1 LSAN_OPTIONS=exitcode=0 \

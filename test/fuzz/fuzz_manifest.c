@@ -73,9 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_promises(me);
 	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);
 	for (i = 0; i < me->n_entries; i++) {
-		static const char types[] = { [TMP_FILE_ENTRY__KIND__REG] = '0', [TMP_FILE_ENTRY__KIND__DIR] = '5',
-					      [TMP_FILE_ENTRY__KIND__SYMLINK] = '2', [TMP_FILE_ENTRY__KIND__HARDLINK] = '1',
-					      [TMP_FILE_ENTRY__KIND__FIFO] = '6' };
+		static const char types[] = { [TMP_FILE_ENTRY__KIND__REG] = '0', [TMP_FILE_ENTRY__KIND__DIR] = '5', [TMP_FILE_ENTRY__KIND__SYMLINK] = '2', [TMP_FILE_ENTRY__KIND__HARDLINK] = '1', [TMP_FILE_ENTRY__KIND__FIFO] = '6' };
 		TmpFileEntry *e = me->entries[i];
 		struct tmp_files_tar_member m = {};
 		size_t idx;

@@ -69,7 +69,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			memcpy(blk, data, sizeof(blk));
 			if (!tmp_files_tar_header(blk, &m) && (strnlen(m.name, sizeof(m.name)) == sizeof(m.name) ||
-								strnlen(m.linkname, sizeof(m.linkname)) == sizeof(m.linkname)))
+							       strnlen(m.linkname, sizeof(m.linkname)) == sizeof(m.linkname)))
 				abort();
 		}
 	}

@@ -18,12 +18,12 @@
 
 #include "tmp-files.c"
 
-#define LONG_NAME "/f/" N120
-#define N10 "nnnnnnnnnn"
-#define N120 N10 N10 N10 N10 N10 N10 N10 N10 N10 N10 N10 N10
-#define Q10 "qqqqqqqqqq"
-#define PREFIX_DIR "/f/" Q10 Q10 Q10 Q10 Q10 Q10 Q10 Q10 Q10
-#define R30 "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
+#define LONG_NAME   "/f/" N120
+#define N10	    "nnnnnnnnnn"
+#define N120	    N10 N10 N10 N10 N10 N10 N10 N10 N10 N10 N10 N10
+#define Q10	    "qqqqqqqqqq"
+#define PREFIX_DIR  "/f/" Q10 Q10 Q10 Q10 Q10 Q10 Q10 Q10 Q10
+#define R30	    "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
 #define SPARSE_SIZE (1 << 20)
 
 static const struct {

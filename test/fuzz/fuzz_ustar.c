@@ -17,7 +17,7 @@
 /* 120 n: a pax "path" record */
 #define LONG_NAME "/f/nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"
 /* 90 q, then 30 r: ustar's prefix field */
-#define PREFIX_DIR "/f/qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
+#define PREFIX_DIR  "/f/qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"
 #define SPARSE_SIZE (1 << 20)
 
 /* The walked tree: must match make-seeds.sh */

@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define UNREACHED(name)                                                              \
-	void name(void);                                                             \
-	void name(void)                                                              \
-	{                                                                            \
+#define UNREACHED(name)                                                             \
+	void name(void);                                                            \
+	void name(void)                                                             \
+	{                                                                           \
 		fprintf(stderr, "fuzz stub: %s() is not for the parsers\n", #name); \
-		abort();                                                             \
+		abort();                                                            \
 	}
 
 UNREACHED(close_fds)
