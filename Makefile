@@ -94,7 +94,8 @@ ASAN_FLAGS := ASAN=1 WERROR=0 CFLAGS-ASAN="-fsanitize=address -fsanitize=undefin
 .PHONY: asan asan-test
 asan: deps
 	@TREE=$(ASAN_TREE) ./scripts/assemble.sh
-	@$(MAKE) -s -C $(ASAN_TREE) -j$(JOBS) $(ASAN_FLAGS) criu lib crit >/dev/null
+	@$(MAKE) -s -C $(ASAN_TREE) -j$(JOBS) $(ASAN_FLAGS) criu lib crit >$(ASAN_TREE)/build.log 2>&1 || \
+		{ tail -30 $(ASAN_TREE)/build.log; echo "make asan failed: $(ASAN_TREE)/build.log"; exit 1; }
 	@echo "built $(ASAN_TREE)/criu/criu (ASan + UBSan)"
 
 # The e2e tests (ASAN_TESTS, default the tmp-file suites) against it.
