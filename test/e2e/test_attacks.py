@@ -9,8 +9,13 @@ the sticky /tmp. Each race is repeated many times; the victim directory
 must never change, and restore either refuses, naming the directory and
 its owner, or puts back exactly the saved files.
 """
+import ctypes
+import json
+import mmap
 import os
 import pwd
+import signal
+import stat
 import shutil
 import subprocess
 import tarfile
@@ -20,9 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import APPS, ARCHIVE, alive, kill_tree, reap, snapshot, wait_gone
+from conftest import APPS, ARCHIVE, alive, kill_tree, reap, snapshot, wait_gone, wait_report
 
-USER = "criu-e2e-attacker"
+# One user per pytest run: the fixture's teardown kills every process of
+# the user, which must not hit a run of these tests by someone else on the
+# same machine
+USER = "criu-e2e-atk-%d" % os.getpid()
+IN_ACCESS = 0x1
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +116,57 @@ def restore_once(criu, procs, pid):
     return r
 
 
-def start_attacker(procs, attacker, args):
-    # The script's own copy is in a root-only directory: pass its text
-    source = (APPS / "attacker.py").read_text()
-    p = procs.start(as_user(attacker, ["/usr/bin/python3", "-c", source] + args), stdout=subprocess.PIPE)
-    assert p.stdout.readline() == b"ready\n"
-    return p
+class Attacker:
+    """apps/attacker.py, run as the user. counts() is what it did so far
+    (attempts, wins, failures), read from memory it shares with the test;
+    finish() stops it and returns its report (failures by call and
+    errno). It exits at once on an errno its attack cannot meet: that
+    fails the test."""
+
+    def __init__(self, procs, pw, args):
+        self.mfd = os.memfd_create("attacker-counts")
+        os.ftruncate(self.mfd, 64)
+        self.shm = mmap.mmap(self.mfd, 64, mmap.MAP_SHARED)
+        self.shared = (ctypes.c_uint64 * 3).from_buffer(self.shm)
+        # The script's own copy is in a root-only directory: pass its text
+        source = (APPS / "attacker.py").read_text()
+        self.p = procs.start(as_user(pw, ["/usr/bin/python3", "-c", source, str(self.mfd)] + args),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[self.mfd])
+        self.pid = self.p.pid
+        line = self.p.stdout.readline()
+        assert line == b"ready\n", (line, self.p.stderr.read())
+
+    def counts(self):
+        """(attempts, wins, failures) so far; the attacker must still run"""
+        if self.p.poll() is not None:
+            raise AssertionError("the attacker exited %d: %s" % (self.p.returncode, self.p.stderr.read()))
+        return tuple(self.shared)
+
+    def stopped(self):
+        with open("/proc/%d/stat" % self.pid) as f:
+            return f.read().split(") ")[1][0] == "T"
+
+    def stop(self):
+        os.kill(self.pid, signal.SIGSTOP)
+        wait_report(self.stopped, bool, "the attacker did not stop", popen=self.p)
+
+    def hold(self, sig):
+        """SIGUSR1: hold a symlink at the name, SIGUSR2: a directory;
+        returns once the attacker stopped itself holding it"""
+        os.kill(self.pid, sig)
+        wait_report(self.stopped, bool, "the attacker did not win the name", popen=self.p)
+
+    def go_on(self):
+        os.kill(self.pid, signal.SIGCONT)
+
+    def finish(self):
+        os.kill(self.pid, signal.SIGTERM)
+        os.kill(self.pid, signal.SIGCONT)
+        out, err = self.p.communicate(timeout=10)
+        assert self.p.returncode == 0, (self.p.returncode, out, err)
+        report = json.loads(out.decode().splitlines()[-1])
+        print("attacker:", report)
+        return report
 
 
 def test_parent_made_by_another_user_is_refused(attacker, victim, saved, criu, procs):
@@ -133,53 +187,99 @@ def test_parent_made_by_another_user_is_refused(attacker, victim, saved, criu, p
 
 def test_directory_swapped_during_restore_never_reaches_the_victim(attacker, victim, saved, criu, procs):
     """The user owns the missing parent and exchanges app with a symlink to
-    the victim in a tight loop while root restores, 50 times."""
+    the victim in a tight loop while root restores, 50 times. Every
+    restore runs while exchanges are made: counted from the attacker's
+    own count of the renameat2() calls that succeeded, none may fail."""
     top, app, files, pid = saved
     before = snapshot(victim)
     subprocess.run(as_user(attacker, ["sh", "-c", 'mkdir -m 0777 "$1" "$1/app" && ln -s "$2" "$1/link"', "-",
                                       str(top), str(victim)]), check=True)
-    swapper = start_attacker(procs, attacker, ["swap", str(top)])
+    swapper = Attacker(procs, attacker, ["swap", str(top)])
+    during = []
     try:
         for _ in range(50):
+            made = swapper.counts()[1]
             r = restore_once(criu, procs, pid)
+            during.append(swapper.counts()[1] - made)
             assert r.returncode != 0
             assert "Refusing to restore %s: directory %s is owned by uid %d" % (app, top, attacker.pw_uid) \
                 in r.log, r.log[-3000:]
             assert snapshot(victim) == before
     finally:
-        kill_tree(swapper.pid)
+        report = swapper.finish()
     assert snapshot(victim) == before
+    print("exchanges made during each restore:", during)
+    assert report["failures"] == 0, report
+    # The race ran through every restore, many times over
+    assert min(during) > 0 and sum(during) >= 50 * 100, during
 
 
 def test_race_for_the_name_in_sticky_tmp(attacker, victim, saved, criu, procs):
     """The saved directory's parent sits in the sticky /tmp: the user races
     root for the name with a symlink to the victim and a directory of
-    their own, over and over, during 100 restores. Each restore either
-    refuses or puts back exactly root's files; the victim never changes."""
+    their own, over and over, during 100 restores. In a fifth of them the
+    user holds a symlink at the name (stopped while holding it, so the
+    restore certainly meets it), in a fifth a directory of theirs: those
+    restores refuse, naming the reason. In a fifth the user is stopped
+    with the name free: those restore exactly root's files. In the rest
+    the user races freely: each either refuses or restores exactly root's
+    files. The victim never changes."""
     top, app, files, pid = saved
     before = snapshot(victim)
-    squatter = start_attacker(procs, attacker, ["squat", str(top), str(victim)])
-    outcomes = {"restored": 0, "refused": 0}
+    squatter = Attacker(procs, attacker, ["squat", str(top), str(victim)])
+    outcomes = {"held symlink": 0, "held directory": 0, "name free": 0, "raced, restored": 0,
+                "raced, refused": 0}
+    won_during_race = 0
     try:
-        for _ in range(100):
+        for i in range(100):
+            kind = i % 5
+            if kind == 0:
+                squatter.hold(signal.SIGUSR1)
+                assert os.readlink(top) == str(victim) and os.lstat(top).st_uid == attacker.pw_uid
+            elif kind == 1:
+                squatter.hold(signal.SIGUSR2)
+                st = os.lstat(top)
+                assert stat.S_ISDIR(st.st_mode) and st.st_uid == attacker.pw_uid
+            elif kind == 2:
+                squatter.stop()
+                subprocess.run(["rm", "-rf", str(top)], check=True)
+            won = squatter.counts()[1] if kind > 2 else 0
             r = restore_once(criu, procs, pid)
+            if kind > 2:
+                won_during_race += squatter.counts()[1] - won
+            if kind == 0:
+                assert r.returncode != 0
+                assert "Can't restore %s: %s is not a directory" % (app, top) in r.log, r.log[-3000:]
+                outcomes["held symlink"] += 1
+            elif kind == 1:
+                assert r.returncode != 0
+                assert ("Refusing to restore %s: directory %s is owned by uid %d" % (app, top, attacker.pw_uid)
+                        in r.log), r.log[-3000:]
+                outcomes["held directory"] += 1
             if r.returncode == 0:
-                outcomes["restored"] += 1
+                outcomes["name free" if kind == 2 else "raced, restored"] += 1
                 st = os.lstat(top)
                 assert st.st_uid == 0 and not os.path.islink(top)
                 for p, content in files.items():
                     assert p.read_text() == content
                     assert os.lstat(p).st_uid == 0
-            else:
-                outcomes["refused"] += 1
+            elif kind > 1:
+                assert kind > 2, r.log[-3000:]  # the name was free: no reason to refuse
+                outcomes["raced, refused"] += 1
                 assert "Refusing to restore" in r.log or "is not a directory" in r.log, r.log[-3000:]
             assert snapshot(victim) == before
             # Root takes the name back for the next round, whatever is there.
             subprocess.run(["rm", "-rf", str(top)], stderr=subprocess.DEVNULL)
+            if kind < 3:
+                squatter.go_on()
     finally:
-        kill_tree(squatter.pid)
+        report = squatter.finish()
     assert snapshot(victim) == before
-    assert outcomes["restored"] + outcomes["refused"] == 100, outcomes
+    print("outcomes:", outcomes, "names won during the free races:", won_during_race)
+    assert outcomes["held symlink"] == outcomes["held directory"] == outcomes["name free"] == 20, outcomes
+    assert outcomes["raced, restored"] + outcomes["raced, refused"] == 40, outcomes
+    # The user did win the name, also while the free restores ran
+    assert report["wins"] >= 1000 and won_during_race >= 40, (report, won_during_race)
 
 
 def test_tree_symlink_never_reaches_host_files(procs, criu, workdir, victim):
@@ -206,39 +306,83 @@ def test_tree_swapping_a_directory_during_the_precopy(procs, criu, workdir):
     """The dumped tree against the host, with --tmp-file-precopy: the
     pre-copy's tar reads the files by name while the tree runs, from
     /proc/PID/root, where an absolute symlink leads out of the tree. A
-    chroot swaps its saved directory data/sub for a symlink to the name of
-    a host directory and back, over and over, during 60 dumps. A host
-    file must never reach the images; the rounds in which tar read it are
-    seen (criu warns that the member is not what the pre-copy read) and
-    archived again while frozen."""
+    chroot (apps/swapper.c) swaps its saved directory data/sub for a
+    symlink to the name of a host directory the moment the pre-copy has
+    read data/sub/early (inotify), before tar reads data/sub/file; the
+    test puts the directory back and arms the swapper
+    again for each of 20 dumps. A host file must never reach the images;
+    the rounds in which tar read it are seen (criu warns that the member
+    is not what the pre-copy read) and archived again while frozen. The
+    swap is made in every round, and tar reads the host file in most."""
     host = workdir / "host-secret"
     host.mkdir(mode=0o700)
     (host / "file").write_bytes(b"S" * 65536)
     root = workdir / "chroot"
     (root / "bin").mkdir(parents=True)
-    shutil.copy2("/bin/busybox", root / "bin/busybox")
-    (root / "data/sub").mkdir(parents=True)
-    (root / "data/sub/file").write_bytes(b"C" * 65536)
+    (root / "run").mkdir()
+    subprocess.run(["gcc", "-static", "-Wall", "-Werror", "-O2", "-o", str(root / "bin/swapper"),
+                    str(APPS / "swapper.c")], check=True)
+    sub = root / "data/sub"
+    (sub / "many").mkdir(parents=True)
+    (sub / "early").write_bytes(b"E" * 4096)
+    for i in range(2000):
+        (sub / "many" / str(i)).write_bytes(b"M")
+    (sub / "file").write_bytes(b"C" * 65536)
+    # The pre-copy's tar reads the names in the order of their ctimes: early
+    # first (the swapper's trigger), then the 2000 files of many (the time
+    # the swapper has to swap), file last
     old = time.time() - 60
-    os.utime(root / "data/sub/file", (old, old))
-    # About half the time each way: the walk must see the directory, tar the symlink
-    swap = ("while :; do mv /data/sub /data/sub.real; ln -s %s /data/sub; usleep 2000; rm /data/sub; "
-            "mv /data/sub.real /data/sub; usleep 2000; done" % host)
-    task = procs.start(["chroot", str(root), "/bin/busybox", "sh", "-c", swap])
-    time.sleep(0.2)
-    # Without the check of the members, about half of the runs of this
-    # test put the host file into the images (measured with a build
-    # without it)
-    warned = 0
-    for i in range(60):
+    for p in [sub / "early"] + list((sub / "many").iterdir()) + [sub / "many", sub / "file"]:
+        os.utime(p, (old, old))
+    task = procs.start(["chroot", str(root), "/bin/swapper", str(host)])
+    state = root / "run/state"
+
+    def wait_state(want):
+        try:
+            wait_report(state.read_text, lambda s: s == want, "the swapper did not say %r" % want, popen=task)
+        except AssertionError:
+            raise AssertionError("%s; state %r, errors: %r" % (
+                want, state.read_text(), (root / "run/errors").read_text()))
+
+    wait_state("ready 0\n")
+    # Who reads the host file (tar, or the checksum child): inotify on it
+    libc = ctypes.CDLL(None, use_errno=True)
+    ino = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    assert ino >= 0 and libc.inotify_add_watch(ino, str(host / "file").encode(), IN_ACCESS) >= 0
+
+    def host_read():
+        try:
+            return len(os.read(ino, 65536)) > 0
+        except BlockingIOError:
+            return False
+
+    # Without the check of the members, the pre-copy's archive has the
+    # host file whenever tar read it
+    warned = read = 0
+    rounds = 20
+    for i in range(rounds):
+        if sub.is_symlink():
+            sub.unlink()
+            (root / "data/sub.real").rename(sub)
+        os.kill(task.pid, signal.SIGUSR1)
+        wait_state("armed %d\n" % (i + 1))
         images = criu.images / str(i)
         r = criu.dump(task.pid, "--tmp-file", "/data", "--tmp-file-precopy", "--tmp-file-compress", "none",
                       "--leave-running", images=images)
         assert r.returncode == 0, r
+        # The swap of this round was made
+        wait_state("swapped %d\n" % (i + 1))
+        read += host_read()
         warned += "is not what the pre-copy read there: archived again" in r.log
         with tarfile.open(images / ARCHIVE) as t:
             for m in t.getmembers():
                 if m.isfile():
                     assert b"S" not in t.extractfile(m).read(), (i, m.name)
         assert alive(task.pid)
-    print("tar read the host file in %d of 60 pre-copies" % warned)
+        shutil.rmtree(images)
+    os.close(ino)
+    print("the host file was read in %d of %d pre-copies, tar's member of it seen by the member check in %d"
+          % (read, rounds, warned))
+    # The attack did reach the host file, in most rounds, and the member
+    # check saw it: the defence was exercised, not just the dumps
+    assert read >= rounds * 3 // 4 and warned >= 1, (read, warned)
