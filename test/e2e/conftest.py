@@ -77,6 +77,55 @@ shutil.copy2(CRIU, CRIU_OUTSIDE_TMP)
 
 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
+# In CI (CI=true), a test that does not run is a failure: a missing tool, a
+# failed download or a missing privilege must not turn the suite green.
+# A skip is let through only for a test marked
+# @pytest.mark.allow_skip("why this machine cannot run it", when=CONDITION)
+# whose CONDITION holds on the machine; the summary then shows the reason.
+IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_skip(reason, when=True): in CI (CI=true), a skip of this test is "
+                            "expected on machines where when holds, for reason; any other skip fails there")
+
+
+def ci_skip_verdict(item, reason):
+    """In CI: None if the skip of item (with reason) is allowed, else the failure message"""
+    m = item.get_closest_marker("allow_skip") if item is not None else None
+    if m and m.kwargs.get("when", True):
+        return None
+    return ("skipped in CI (CI=true), which is a failure: %s (mark the test "
+            "@pytest.mark.allow_skip(reason, when=...) if this machine is expected not to run it)" % reason)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not IN_CI or not rep.skipped or hasattr(rep, "wasxfail"):
+        return
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    why = ci_skip_verdict(item, reason)
+    if why is None:
+        m = item.get_closest_marker("allow_skip")
+        path, line, _ = rep.longrepr
+        rep.longrepr = (path, line, "%s (expected on this machine in CI: %s)" % (reason, m.args[0]))
+        return
+    rep.outcome = "failed"
+    rep.longrepr = why
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    rep = outcome.get_result()
+    if IN_CI and rep.skipped:
+        # A whole module skipped at import: no test of it carries a marker
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = ci_skip_verdict(None, reason)
+
 
 def reap():
     """Collect every exited child (restored tasks become ours)."""

@@ -92,8 +92,11 @@ def test_leave_running_then_restore_twice(app, criu):
     app.start()
     r = criu.dump(app.pid, "--leave-running", "--tmp-file", str(app.dir))
     assert r.returncode == 0, r
-    dumped = app.tick()  # still running after the dump
-    state = (app.dir / "state").read_bytes()
+    # The app changes its files only when it ticks: these are the files at the dump
+    at_dump = {n: (app.dir / n).read_bytes() for n in ("state", "app.log", "app.conf")}
+    dumped = app.tick()  # still running after the dump: the files change
+    later = (app.dir / "state").read_bytes()
+    assert later != at_dump["state"]
     app.popen.kill()
     app.wait_dead()
 
@@ -102,10 +105,13 @@ def test_leave_running_then_restore_twice(app, criu):
         r = criu.restore()
         assert r.returncode == 0, (attempt, r)
         app.restored()
+        # The files as they were at the dump, not as the app left them later
+        assert {n: (app.dir / n).read_bytes() for n in at_dump} == at_dump, attempt
         after = app.tick()
-        # Back at the dump point: the tick after it is repeated.
+        # Back at the dump point: the tick after it is repeated, and writes
+        # the same record at the same offset as after the dump.
         assert after["ticks"] == dumped["ticks"]
-        assert (app.dir / "state").read_bytes()[:4] == state[:4]
+        assert (app.dir / "state").read_bytes() == later
         os.kill(app.pid, signal.SIGKILL)
         wait_gone(app.pid)
 
