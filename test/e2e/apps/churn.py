@@ -2,7 +2,7 @@
 can, for the --tmp-file-precopy tests: whatever state a dump freezes it
 in must come back, byte for byte.
 
-  churn.py DIR READY
+  churn.py DIR READY [ACK]
 
 In DIR, besides "static" (8 MiB, never changed):
   same     rewritten in place, same size, its mtime set back each time
@@ -12,12 +12,28 @@ In DIR, besides "static" (8 MiB, never changed):
   new.N    files made and removed, a few at a time
   old.N    64 KiB files, one of them rewritten now and then
 READY is written once everything exists.
+
+With ACK (a fifo): on SIGUSR1, it makes one more step, then writes a line
+into ACK (the number of that step). The test's tar sends it when the
+pre-copy's tar is done, and waits for the line before the dump goes on to
+freeze the tree: the tree changes between the passes in every dump.
 """
 import mmap
 import os
+import signal
 import sys
 
 d, ready = sys.argv[1], sys.argv[2]
+ack = sys.argv[3] if len(sys.argv) > 3 else None
+asked = False
+
+
+def on_usr1(sig, frame):
+    global asked
+    asked = True
+
+
+signal.signal(signal.SIGUSR1, on_usr1)
 os.chdir(d)
 
 with open("static", "wb") as f:
@@ -84,4 +100,9 @@ with open(ready, "w") as f:
     f.write("%d\n" % os.getpid())
 while True:
     n += 1
+    was_asked = asked
     step(n)
+    if was_asked and ack:
+        asked = False
+        with open(ack, "w") as f:
+            f.write("%d\n" % n)
