@@ -306,14 +306,17 @@ def test_tree_swapping_a_directory_during_the_precopy(procs, criu, workdir):
     """The dumped tree against the host, with --tmp-file-precopy: the
     pre-copy's tar reads the files by name while the tree runs, from
     /proc/PID/root, where an absolute symlink leads out of the tree. A
-    chroot (apps/swapper.c) swaps its saved directory data/sub for a
-    symlink to the name of a host directory the moment the pre-copy has
-    read data/sub/early (inotify), before tar reads data/sub/file; the
-    test puts the directory back and arms the swapper
-    again for each of 20 dumps. A host file must never reach the images;
-    the rounds in which tar read it are seen (criu warns that the member
-    is not what the pre-copy read) and archived again while frozen. The
-    swap is made in every round, and tar reads the host file in most."""
+    chroot (apps/swapper.c, armed by inotify) swaps its saved directory
+    data/sub for a symlink to the name of a host directory the moment the
+    pre-copy has read data/sub/early, before tar reads data/sub/file, and
+    puts it back once tar opened data/0late, its last entry, before the
+    freeze: the frozen pass sees the directory the walk saw. The test arms
+    the swapper again for each of 20 dumps. A host file must never reach
+    the images: the rounds in which tar's member of data/sub/file holds
+    it are seen by the member check (criu warns that the member is not
+    what the pre-copy read) and archived again while frozen. Both are
+    counted: the host file must be read, and the member check must see
+    it, in several rounds of every run."""
     host = workdir / "host-secret"
     host.mkdir(mode=0o700)
     (host / "file").write_bytes(b"S" * 65536)
@@ -328,11 +331,13 @@ def test_tree_swapping_a_directory_during_the_precopy(procs, criu, workdir):
     for i in range(2000):
         (sub / "many" / str(i)).write_bytes(b"M")
     (sub / "file").write_bytes(b"C" * 65536)
+    (root / "data/0late").mkdir()
     # The pre-copy's tar reads the names in the order of their ctimes: early
     # first (the swapper's trigger), then the 2000 files of many (the time
-    # the swapper has to swap), file last
+    # the swapper has to swap), file, and the directory 0late (the trigger
+    # to swap back)
     old = time.time() - 60
-    for p in [sub / "early"] + list((sub / "many").iterdir()) + [sub / "many", sub / "file"]:
+    for p in [sub / "early"] + list((sub / "many").iterdir()) + [sub / "many", sub / "file", root / "data/0late"]:
         os.utime(p, (old, old))
     task = procs.start(["chroot", str(root), "/bin/swapper", str(host)])
     state = root / "run/state"
@@ -361,7 +366,7 @@ def test_tree_swapping_a_directory_during_the_precopy(procs, criu, workdir):
     warned = read = 0
     rounds = 20
     for i in range(rounds):
-        if sub.is_symlink():
+        if sub.is_symlink():  # not put back before the freeze (then after it)
             sub.unlink()
             (root / "data/sub.real").rename(sub)
         os.kill(task.pid, signal.SIGUSR1)
@@ -370,8 +375,8 @@ def test_tree_swapping_a_directory_during_the_precopy(procs, criu, workdir):
         r = criu.dump(task.pid, "--tmp-file", "/data", "--tmp-file-precopy", "--tmp-file-compress", "none",
                       "--leave-running", images=images)
         assert r.returncode == 0, r
-        # The swap of this round was made
-        wait_state("swapped %d\n" % (i + 1))
+        # The swap of this round was made, and undone
+        wait_state("restored %d\n" % (i + 1))
         read += host_read()
         warned += "is not what the pre-copy read there: archived again" in r.log
         with tarfile.open(images / ARCHIVE) as t:
@@ -383,6 +388,9 @@ def test_tree_swapping_a_directory_during_the_precopy(procs, criu, workdir):
     os.close(ino)
     print("the host file was read in %d of %d pre-copies, tar's member of it seen by the member check in %d"
           % (read, rounds, warned))
-    # The attack did reach the host file, in most rounds, and the member
-    # check saw it: the defence was exercised, not just the dumps
-    assert read >= rounds * 3 // 4 and warned >= 1, (read, warned)
+    # The attack did reach the host file, and the member check saw it: the
+    # defence was exercised, not just the dumps
+    # (here: read in 12 to 14 rounds of 20, seen by the member check in 8
+    # to 10; the other rounds lose the race, the swapper is one of many
+    # processes on two cores)
+    assert read >= rounds // 4 and warned >= 3, (read, warned)
