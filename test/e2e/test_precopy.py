@@ -126,7 +126,8 @@ def where(request, tmpdir_tmp):
 def between_the_passes(workdir):
     """A tar, first on PATH for criu, that once the pre-copy's tar is done
     (the only one with --ignore-failed-read) asks the churning tree
-    ($CHURN_PID) for one more step and waits until it is made: the tree
+    ($CHURN_PID, if set) for one more step and waits until it is made (a
+    line in the fifo CHURN_ACK): the tree
     changes between the pre-copy and the freeze in every dump, whatever
     the timing. Each step made so is appended to $CHURN_STEPS. Returns the
     environment for criu, to which CHURN_PID is added."""
@@ -138,7 +139,8 @@ def between_the_passes(workdir):
         '#!/bin/sh\n'
         'case "$*" in *--ignore-failed-read*)\n'
         '\trc=0; %s "$@" || rc=$?\n'
-        '\tkill -USR1 "$CHURN_PID" && read step < "$CHURN_ACK" && echo "$step" >> "$CHURN_STEPS" || exit 2\n'
+        '\t{ [ -z "$CHURN_PID" ] || kill -USR1 "$CHURN_PID"; } && read step < "$CHURN_ACK" && '
+        'echo "$step" >> "$CHURN_STEPS" || exit 2\n'
         '\texit $rc;;\n'
         'esac\n'
         'exec %s "$@"\n' % (shutil.which("tar"), shutil.which("tar")))
@@ -190,9 +192,12 @@ def test_tree_changed_between_the_passes(procs, criu, workdir, tmpdir_tmp):
     d = tmpdir_tmp / "tree"
     d.mkdir()
     ready = workdir / "trigger.ready"
-    p = start_app(procs, "trigger.py", d, ready)
+    # The freeze waits until the changes are made
+    env, ack, _ = between_the_passes(workdir)
+    env["CHURN_PID"] = ""
+    p = start_app(procs, "trigger.py", d, ready, ack)
     wait_ctimes_past(d)  # every ctime older than the start of the pre-copy
-    r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none")
+    r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none", env=env)
     assert r.returncode == 0, r
     p.wait(timeout=10)
     assert ready.read_text().split()[1:] == ["changed"]

@@ -2,14 +2,16 @@
 then not again: every change falls between the two passes of
 --tmp-file-precopy.
 
-  trigger.py DIR READY
+  trigger.py DIR READY [ACK]
 
 DIR gets 0trigger (the first file the pre-copy reads: the names sort
 first), a tree a/b/c, d, a directory e of mode 0500, a 1 MiB file, hard
 links and a symlink. When inotify says 0trigger was read: a/b/c/deep.txt
 grows, a/new.txt appears, d/old.txt goes, e/f.txt changes mode, the hard
 link pair gets a third name, and 0trigger itself is rewritten. READY gets
-the pid once DIR is made, and "changed" once the changes are done.
+the pid once DIR is made, and "changed" once the changes are done; so
+does the fifo ACK, if given (the test's tar waits for it before the dump
+goes on to the freeze).
 """
 import ctypes
 import os
@@ -49,5 +51,8 @@ with open("0trigger", "wb") as f:
     f.write(b"was read\n")
 with open(ready, "a") as f:
     f.write("changed\n")
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "w") as f:  # ACK, a fifo: the dump waits for it
+        f.write("changed\n")
 while True:
     time.sleep(60)
