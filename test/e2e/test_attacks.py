@@ -15,7 +15,6 @@ import mmap
 import os
 import pwd
 import signal
-import stat
 import shutil
 import subprocess
 import tarfile
@@ -150,11 +149,17 @@ class Attacker:
         os.kill(self.pid, signal.SIGSTOP)
         wait_report(self.stopped, bool, "the attacker did not stop", popen=self.p)
 
-    def hold(self, sig):
+    def hold(self, sig, held):
         """SIGUSR1: hold a symlink at the name, SIGUSR2: a directory;
-        returns once the attacker stopped itself holding it"""
-        os.kill(self.pid, sig)
-        wait_report(self.stopped, bool, "the attacker did not win the name", popen=self.p)
+        returns once the attacker stopped itself holding it (held() says
+        so; a stop without it, seen now and then, is retried)"""
+        for _ in range(20):
+            os.kill(self.pid, sig)
+            wait_report(self.stopped, bool, "the attacker did not win the name", popen=self.p)
+            if held():
+                return
+            self.go_on()
+        raise AssertionError("the attacker never held the name")
 
     def go_on(self):
         os.kill(self.pid, signal.SIGCONT)
@@ -234,12 +239,11 @@ def test_race_for_the_name_in_sticky_tmp(attacker, victim, saved, criu, procs):
         for i in range(100):
             kind = i % 5
             if kind == 0:
-                squatter.hold(signal.SIGUSR1)
-                assert os.readlink(top) == str(victim) and os.lstat(top).st_uid == attacker.pw_uid
+                squatter.hold(signal.SIGUSR1, lambda: os.path.islink(top) and os.readlink(top) == str(victim)
+                              and os.lstat(top).st_uid == attacker.pw_uid)
             elif kind == 1:
-                squatter.hold(signal.SIGUSR2)
-                st = os.lstat(top)
-                assert stat.S_ISDIR(st.st_mode) and st.st_uid == attacker.pw_uid
+                squatter.hold(signal.SIGUSR2, lambda: os.path.isdir(top) and not os.path.islink(top)
+                              and os.lstat(top).st_uid == attacker.pw_uid)
             elif kind == 2:
                 squatter.stop()
                 subprocess.run(["rm", "-rf", str(top)], check=True)
