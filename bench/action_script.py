@@ -6,10 +6,12 @@ CRIU's answer to its issue #65 is an action script: dump with
 tmp-files.sh. This runs, in one run and on the same workloads:
 
   upstream    the script as shipped in the pinned release
-  fixed       the same script with only its quoting fixed: a copy made
-              at run time from the upstream file, with the double quotes
-              around "$DUMPARGS" and "$RESTOREARGS" removed (the shell then
-              splits the tar options into words); nothing else changes
+  fixed       the same script with only its quoting fixed: a copy of the
+              upstream file made at run time, with the project's patch for
+              upstream applied to it (patches/standalone/0001-scripts-tmp-
+              files.sh-pass-tar-options-as-words.patch: the tar options in
+              bash arrays, passed as "${ARGS[@]}", one word each); nothing
+              else changes
   tmp-file    criu dump --tmp-file PATH
   precopy     criu dump --tmp-file PATH --tmp-file-precopy
   none        criu without either (the baseline)
@@ -64,6 +66,7 @@ LOOP = ('exec >>/tmp/x/log 2>&1 </tmp/x/log; n=0; '
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = ["upstream", "fixed", "tmp-file", "precopy"]
+FIX = os.path.join(os.path.dirname(HERE), "patches/standalone/0001-scripts-tmp-files.sh-pass-tar-options-as-words.patch")
 
 
 def die(msg):
@@ -241,18 +244,16 @@ WRAPPERS = {}
 def make_scripts(tree):
     """upstream: the release's file; fixed: the same with its quoting fixed."""
     src = os.path.join(tree, "scripts/tmp-files.sh")
-    text = read(src)
     up = STAGE + "/upstream-tmp-files.sh"
     shutil.copy2(src, up)
     os.chmod(up, 0o755)
-    # The one edit: tar $DUMPARGS / tar $RESTOREARGS, unquoted, so that the
-    # shell splits the options into words.
-    fixed_text, n = re.subn(r'tar "\$(DUMPARGS|RESTOREARGS)"', r"tar $\1", text)
-    if n != 2:
-        die("%s: expected two quoted tar option strings, found %d" % (src, n))
-    fixed = STAGE + "/fixed-tmp-files.sh"
-    with open(fixed, "w") as f:
-        f.write(fixed_text)
+    # The one edit: the project's patch for upstream, applied to a copy.
+    os.makedirs(STAGE + "/fixed/scripts")
+    fixed = STAGE + "/fixed/scripts/tmp-files.sh"
+    shutil.copy2(src, fixed)
+    r = subprocess.run(["patch", "-s", "-p1", "-d", STAGE + "/fixed", "-i", FIX], capture_output=True, text=True)
+    if r.returncode:
+        die("%s does not apply to %s: %s%s" % (FIX, src, r.stdout, r.stderr))
     os.chmod(fixed, 0o755)
     SCRIPTS.update(upstream=up, fixed=fixed)
     SCRIPTS["documented"] = up
