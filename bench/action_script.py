@@ -38,6 +38,12 @@ Workloads:
   128 MiB     a tree whose saved directory holds 128 MiB of random data:
               frozen time (criu's frozen_time, stats-dump image), median
               of RUNS dumps; added = minus the plain dump's
+  runc        a busybox container under runc (if installed), /data a bind
+              mount of a host directory wiped after the checkpoint; criu
+              options come from the container's org.criu.config file:
+              "action-script WRAPPER" (the wrapper passes /data, or the host
+              directory behind it, at post-dump and nothing at
+              pre-restore), or "tmp-file /data"
 
 Run as root: action_script.py CRIU [RUNS]. It re-executes itself in a
 private mount namespace with a tmpfs on /tmp (mode 1777, as a sticky /tmp)
@@ -47,6 +53,7 @@ a hang fails the run naming the step. Prints a Markdown table.
 import ctypes
 import hashlib
 import io
+import json
 import os
 import pwd
 import re
@@ -528,6 +535,123 @@ def workload_big(criu, method, runs, data):
     return row("128 MiB", method, frozen=med, **last)
 
 
+RUNC = shutil.which("runc") or "/usr/sbin/runc"
+RUNC_TICKER = ("exec </dev/null >/dev/null 2>&1; exec 3>>/data/log; n=0; "
+               "while true; do n=$((n+1)); echo tick $n >&3; sleep 0.05; done")
+
+
+def workload_runc(criu, method, paths):
+    """A busybox container under runc (as test/e2e/test_runc.py runs it):
+    /data is a bind mount of a host directory, wiped after the
+    checkpoint. runc passes criu options only through a configuration
+    file: here the container's own, named by the annotation
+    org.criu.config (runc reads it at checkpoint and at restore), so the
+    action script is a wrapper that passes the paths at post-dump and
+    none at pre-restore."""
+    n = Run.seq + 1
+    Run.seq += 1
+    base = "%s/runc%d" % (STAGE, n)
+    rootfs, data = base + "/bundle/rootfs", base + "/data"
+    label = "runc, bind /data" + (": the host path given" if paths == ["HOST_DATA"] else "")
+    paths = [data if p == "HOST_DATA" else p for p in paths]
+    for d in ("bin", "proc", "sys", "dev", "tmp", "data", "etc"):
+        os.makedirs(rootfs + "/" + d)
+    os.makedirs(data)
+    shutil.copy2("/bin/busybox", rootfs + "/bin/busybox")
+    bounded(["chroot", rootfs, "/bin/busybox", "--install", "-s", "/bin"], "busybox --install", 30)
+    r = subprocess.run([RUNC, "spec"], cwd=base + "/bundle", capture_output=True, text=True, timeout=30)
+    if r.returncode:
+        die("runc spec: %s" % r.stderr)
+    conf = base + "/criu.conf"
+    if method in ("fixed", "upstream"):
+        wrap = base + "/wrap.sh"
+        with open(wrap, "w") as f:
+            f.write('#!/bin/sh\n# runc passes no arguments either: the paths are written here\n'
+                    'case "$CRTOOLS_SCRIPT_ACTION" in\npre-restore) exec %s ;;\n*) exec %s %s ;;\nesac\n'
+                    % (SCRIPTS[method], SCRIPTS[method], " ".join(paths)))
+        os.chmod(wrap, 0o755)
+        text = "action-script %s\n" % wrap
+    else:
+        text = "".join("tmp-file %s\n" % p for p in paths)
+    with open(conf, "w") as f:
+        f.write(text)
+    spec_path = base + "/bundle/config.json"
+    with open(spec_path) as f:
+        spec = json.load(f)
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["sh", "-c", RUNC_TICKER]
+    spec["root"]["readonly"] = False
+    spec["mounts"].append({"destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rw"]})
+    spec.setdefault("annotations", {})["org.criu.config"] = conf
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    cid = "bench-as-%d-%d" % (os.getpid(), n)
+    rc_ = [RUNC, "--root", base + "/state", "--criu", criu]
+
+    def runc(*args, step):
+        return bounded(rc_ + list(args), "runc %s (%s, %s)" % (step, label, method))
+
+    def state():
+        rc, _, out = runc("state", cid, step="state")
+        return json.loads(out) if rc == 0 else None
+    rc, _, out = runc("run", "-d", "--bundle", base + "/bundle", cid, step="run")
+    if rc:
+        die("runc run: %s" % out)
+    pid = state()["pid"]
+    time.sleep(0.4)
+    img, work = base + "/img", base + "/work"
+    rc, _, out = runc("checkpoint", "--image-path", img, "--work-path", work, cid, step="checkpoint")
+    cols = {}
+    if rc:
+        st = state()
+        running = st and st["status"] == "running" and alive(pid)
+        runc("delete", "-f", cid, step="delete")
+        wait_gone(pid)
+        log = Run.failure(SimpleRun(rc), read(work + "/dump.log"))
+        return row(label, method, restore="— (checkpoint failed, container %s)" % (
+                   "resumed" if running else "NOT running"),
+                   seen="runc: %s; log: %s" % (runc_said(out), log))
+    wait_gone(pid)
+    saved_log = read(data + "/log")
+    saved = None
+    for name in ("tmpfiles.tar.gz", "tmp-files.tar.img"):
+        if os.path.exists(os.path.join(img, name)):
+            with tarfile.open(os.path.join(img, name), "r:*") as t:
+                saved = [m.name for m in t.getmembers()]
+    cols["saved"] = ("the container's /data (by its host path)" if saved and any(
+        m.lstrip("/").startswith(data.lstrip("/")) for m in saved) else
+        "the container's /data" if saved else "nothing")
+    for e in os.listdir(data):
+        os.unlink(os.path.join(data, e))
+    rc, _, out = runc("restore", "-d", "--image-path", img, "--work-path", work, "--bundle", base + "/bundle",
+                      cid, step="restore")
+    if rc == 0:
+        cols["restore"] = log_continues(lambda: read(data + "/log"), saved_log)
+        cols["works"] = "yes" if cols["restore"] == "exact" else "no"
+    else:
+        cols["restore"] = "fails"
+        cols["seen"] = "runc: %s; log: %s" % (runc_said(out), Run.failure(SimpleRun(rc), read(work + "/restore.log")))
+    runc("delete", "-f", cid, step="delete")
+    try:
+        kill_tree(pid)
+    except SystemExit:
+        pass
+    return row(label, method, **cols)
+
+
+def runc_said(out):
+    """runc's own error: its last msg="..."."""
+    msgs = re.findall(r'msg="((?:[^"\\]|\\.)*)"', out)
+    said = msgs[-1] if msgs else out.strip().splitlines()[-1] if out.strip() else ""
+    return shorten(said.split("\\n")[0], 60)
+
+
+class SimpleRun:
+    def __init__(self, rc):
+        self.dump_rc = self.restore_rc = rc
+        self.dump_log = None
+
+
 # ------------------------------------------------------------ main
 
 def attacker_user():
@@ -567,6 +691,26 @@ def table(rows, criu, runs, cmd):
     return out.getvalue()
 
 
+def main_workloads(criu, runs, attacker, victim):
+    rows = [workload_log(criu, "none"), workload_log(criu, "documented")]
+    for m in METHODS:
+        rows.append(workload_log(criu, m))
+    for m in METHODS:
+        rows.append(workload_mntns(criu, m))
+    for m in METHODS:
+        rows.append(workload_chroot(criu, m))
+    for m in METHODS:
+        rows.append(workload_attacker(criu, m, attacker, victim))
+    os.makedirs("/tmp/big")
+    data = "/tmp/big/data"
+    with open(data, "wb") as f:
+        for _ in range(SIZE_MIB):
+            f.write(os.urandom(1 << 20))
+    for m in ["none"] + METHODS:
+        rows.append(workload_big(criu, m, runs, data))
+    return rows
+
+
 def main():
     if os.geteuid() != 0:
         die("run as root")
@@ -589,24 +733,15 @@ def main():
         f.write("root only\n")
     attacker, made = attacker_user()
     rows = []
+    only = os.environ.get("BENCH_AS_ONLY")  # "runc": that workload alone, while working on it
     try:
-        rows.append(workload_log(criu, "none"))
-        rows.append(workload_log(criu, "documented"))
-        for m in METHODS:
-            rows.append(workload_log(criu, m))
-        for m in METHODS:
-            rows.append(workload_mntns(criu, m))
-        for m in METHODS:
-            rows.append(workload_chroot(criu, m))
-        for m in METHODS:
-            rows.append(workload_attacker(criu, m, attacker, victim))
-        os.makedirs("/tmp/big")
-        data = "/tmp/big/data"
-        with open(data, "wb") as f:
-            for _ in range(SIZE_MIB):
-                f.write(os.urandom(1 << 20))
-        for m in ["none"] + METHODS:
-            rows.append(workload_big(criu, m, runs, data))
+        if only != "runc":
+            rows += main_workloads(criu, runs, attacker, victim)
+        if os.path.exists(RUNC):
+            rows.append(workload_runc(criu, "upstream", ["/data"]))
+            rows.append(workload_runc(criu, "fixed", ["/data"]))
+            rows.append(workload_runc(criu, "fixed", ["HOST_DATA"]))
+            rows.append(workload_runc(criu, "tmp-file", ["/data"]))
     finally:
         if made:
             subprocess.run(["userdel", USER])

@@ -157,8 +157,10 @@ chroot it saves the host's file at that path and writes it back over
 the host's at restore; it tars while the tree is frozen (3 to 4 s more
 for 128 MiB here, against about 0.1 s for --tmp-file and a few ms with
 --tmp-file-precopy); and it extracts as root with --absolute-names
-through a symlink a local user planted in /tmp. Runtimes reach it only
-through a per-container wrapper carrying host paths. Doing it in CRIU
+through a symlink a local user planted in /tmp. runc reaches it only
+through a wrapper in a criu configuration file that carries host paths
+(the container's /data fails), and its user then reads "criu failed:
+type NOTIFY errno 0". Doing it in CRIU
 gives the tree's paths, the freeze accounting, the checks, and the
 error in cr_errmsg and the log.
 
