@@ -665,7 +665,7 @@ def attacker_user():
     return pwd.getpwnam(USER), made
 
 
-def table(rows, criu, runs, cmd):
+def table(rows):
     base = {}
     for r in rows:
         if r["method"] == "none" and r.get("frozen") is not None:
@@ -749,7 +749,7 @@ def main():
         prot = f.read().strip()
     print("bench/action_script.py %s %d: %d MiB random for frozen time, median of %d dumps; "
           "fs.protected_symlinks=%s; %.0f s\n" % (sys.argv[1], runs, SIZE_MIB, runs, prot, time.monotonic() - t0))
-    print(table(rows, criu, runs, None))
+    print(table(rows))
 
 
 if __name__ == "__main__":
