@@ -69,6 +69,13 @@ bench: build
 bench-restore: build
 	@$(BOUND) 10m "make bench-restore" $(PYTHON) bench/restore_in_place.py $(CRIU) 256 3
 
+# --tmp-file against upstream's action script scripts/tmp-files.sh, as
+# shipped and with its quoting fixed, on the same workloads in one run
+# (bench/action_script.py, under a minute): a Markdown table.
+.PHONY: bench-action-script
+bench-action-script: build
+	@$(BOUND) 5m "make bench-action-script" $(PYTHON) bench/action_script.py $(CRIU) 3
+
 # libFuzzer harnesses for the parsers of criu/tmp-files*.c (test/fuzz):
 # FUZZ_TIME seconds a target (default 3 minutes), FUZZ_TARGETS to pick.
 # Built with clang, ASan and UBSan in build/fuzz; a finding fails naming
