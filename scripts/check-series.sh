@@ -41,7 +41,8 @@ total=0 counts=
 for dir in "$WORK"/dist/*/; do
 	s=$(basename "$dir")
 	g checkout -q -B "$s" pristine
-	g am -q "$dir"*.patch || die "the $s series does not apply with git am to pristine $VERSION"
+	# shellcheck disable=SC2046 # file names without spaces
+	g am -q $(ls "$dir"*.patch | grep -v '/0000-cover-letter\.patch$') || die "the $s series does not apply with git am to pristine $VERSION"
 	n=0
 	for c in $(g rev-list --reverse pristine..HEAD); do
 		n=$((n + 1))

@@ -125,6 +125,7 @@ This is issue #65. The series adds
 
   criu dump --tmp-file PATH [--tmp-file-compress gzip|zstd|none]
             [--tmp-file-auto [--tmp-file-limit SIZE]] [--tmp-file-precopy]
+            [--tmp-file-optional PATH]
 
 PATH (a file, a directory with its content, or a symlink; repeatable) is
 archived into the images while the tree is frozen, with a manifest

@@ -87,6 +87,22 @@ for s in $SERIES; do
 	mkdir -p "$OUT/$s"
 	g format-patch -q --no-signature -o "$OUT/$s" upstream..HEAD
 done
+
+# Fixes to upstream files that --tmp-file does not need at all, kept as
+# patches of their own (patches/standalone/): a series each, named after
+# the patch, re-authored and signed off by the exporter like the others.
+for p in patches/standalone/*.patch; do
+	[ -e "$p" ] || continue
+	s=$(basename "$p" .patch | sed 's/^[0-9]*-//')
+	g checkout -q -B "$s" upstream
+	g am -q "$TOP/$p" || die "$p does not apply to pristine $VERSION"
+	g log -1 --format=%B | grep -v '^Signed-off-by: ' >"$WORK/msg"
+	g commit -q --amend --reset-author --signoff -F "$WORK/msg"
+	rm -rf "${OUT:?}/$s"
+	mkdir -p "$OUT/$s"
+	g format-patch -q --no-signature -o "$OUT/$s" upstream..HEAD
+	SERIES="$SERIES $s"
+done
 rm -f "$OUT"/*.patch # a flat series from before the split
 
 # No trace of the old made-up identity, and every commit signed off once.
@@ -96,6 +112,8 @@ for f in "$OUT"/*/*.patch; do
 	[ "$(grep -cFx "Signed-off-by: $name <$email>" "$f")" = 1 ] ||
 		die "$f is not signed off once by $name <$email>"
 done
+# The cover letter of the tmp-file series (no sign-off: written after the check)
+./scripts/cover-letter.sh "$OUT/tmp-file"
 for s in $SERIES; do
 	echo "export-series: $s: $(find "$OUT/$s" -name '*.patch' | wc -l) patch(es) in $OUT/$s/, signed off by $name <$email>"
 done

@@ -22,6 +22,8 @@ SEPARATE_SERIES = {
     "socket-buffer": ["lib/c: make room for a big request in the socket buffer"],
     "unseized": ["seize: do not resume a task that was never seized"],
     "libcriu-errmsg": ["lib/c: criu_get_last_errmsg() returns what criu said of a failed request"],
+    # patches/standalone/: not in patches/series (the build does not need it)
+    "scripts-tmp-files.sh-pass-tar-options-as-words": ["scripts/tmp-files.sh: pass tar options as words"],
 }
 
 def fetch(cache, env=None, wrapper=()):
@@ -84,7 +86,9 @@ def test_no_upstream_file_is_committed(workdir):
 
 
 def series_patches():
-    return [l for l in (ROOT / "patches/series").read_text().splitlines() if l and not l.startswith("#")]
+    """Every patch make upstream-patch exports: patches/series, then patches/standalone/"""
+    return [l for l in (ROOT / "patches/series").read_text().splitlines() if l and not l.startswith("#")] + \
+        sorted(p.name for p in (ROOT / "patches/standalone").glob("*.patch"))
 
 
 def git_identity_env(name, email):
@@ -108,6 +112,9 @@ def test_upstream_patch_is_signed_off_by_the_exporter(workdir):
     assert r.returncode == 0, r.stderr
     socket_buffer = sorted((out / "socket-buffer").iterdir())
     tmp_file = sorted((out / "tmp-file").iterdir())
+    assert tmp_file[0].name == "0000-cover-letter.patch"
+    assert "action script" in tmp_file[0].read_text()
+    tmp_file = tmp_file[1:]
     others = [p for s in SEPARATE_SERIES if s != "socket-buffer" for p in sorted((out / s).iterdir())]
     assert [p.name for p in socket_buffer] == ["0001-lib-c-make-room-for-a-big-request-in-the-socket-buff.patch"]
     assert len(socket_buffer) + len(others) + len(tmp_file) == len(series_patches())
@@ -125,8 +132,10 @@ def test_upstream_patch_is_signed_off_by_the_exporter(workdir):
     r = export(out, git_identity_env("Grace Hopper", "grace@example.org"))
     assert r.returncode == 0, r.stderr
     for p in (out / "tmp-file").iterdir():
-        assert "Signed-off-by: Grace Hopper <grace@example.org>" in p.read_text()
+        if p.name != "0000-cover-letter.patch":
+            assert "Signed-off-by: Grace Hopper <grace@example.org>" in p.read_text()
         assert "Ada Lovelace" not in p.read_text()
+    assert "From: Grace Hopper <grace@example.org>" in (out / "tmp-file/0000-cover-letter.patch").read_text()
 
 
 def test_upstream_patch_without_a_git_identity_fails_clearly(workdir):
