@@ -38,7 +38,8 @@ g commit -q -m "criu $VERSION (pristine)"
 g tag pristine
 
 total=0 counts=
-for dir in "$WORK"/dist/*/; do
+# The tmp-file series last: the tree is left with it checked out
+for dir in $(ls -d "$WORK"/dist/*/ | grep -v '/tmp-file/$') "$WORK/dist/tmp-file/"; do
 	s=$(basename "$dir")
 	g checkout -q -B "$s" pristine
 	# shellcheck disable=SC2046 # file names without spaces
