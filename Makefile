@@ -59,9 +59,12 @@ demo: build
 # The frozen-time benchmark (bench/run.py, about 7 minutes):
 # writes bench/results/RESULTS.md and frozen-time.png. BENCH_ARGS=--help.
 .PHONY: bench
+# Then the restore bench and the action-script comparison (about a
+# minute each).
 bench: build
 	@BENCH_CMD="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
 		$(BOUND) 30m "make bench" $(PYTHON) bench/run.py $(BENCH_ARGS)
+	@$(MAKE) -s --no-print-directory bench-restore bench-action-script
 
 # Restore time wiped and not wiped, against a cp -a measured in the same
 # run (bench/restore_in_place.py, under a minute): a Markdown table.
