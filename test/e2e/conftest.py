@@ -534,6 +534,17 @@ def app(procs, tmpdir_tmp, workdir):
     return a
 
 
+def dump_sleeper(procs, criu, path, *args):
+    """A sleep dumped, and so killed, with --tmp-file PATH ARGS; returns its
+    pid once it is gone (so that it can be restored)."""
+    sleeper = procs.start(["sleep", "1000"])
+    r = criu.dump(sleeper.pid, "--tmp-file", str(path), *args)
+    assert r.returncode == 0, r
+    sleeper.wait(timeout=10)
+    wait_gone(sleeper.pid)
+    return sleeper.pid
+
+
 def rewrite_archive(images, change):
     """Rewrite the --tmp-file archive of images, as an attacker would:
     change(members) gets and returns a list of (TarInfo, data or None)."""

@@ -8,16 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import ARCHIVE, kill_tree, wait_gone
-
-
-def dump_tree(procs, criu, app):
-    sleeper = procs.start(["sleep", "1000"])
-    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
-    assert r.returncode == 0, r
-    sleeper.wait(timeout=10)
-    wait_gone(sleeper.pid)
-    return sleeper.pid
+from conftest import ARCHIVE, dump_sleeper, kill_tree
 
 
 def make_app(d):
@@ -37,7 +28,7 @@ def inodes(app):
 
 def test_nothing_wiped_reads_no_archive(procs, criu, tmpdir_tmp):
     app = make_app(tmpdir_tmp)
-    pid = dump_tree(procs, criu, app)
+    pid = dump_sleeper(procs, criu, app)
     before = inodes(app)
     # The archive is not needed: damage it
     (Path(criu.images) / ARCHIVE).write_bytes(b"not an archive")
@@ -56,7 +47,7 @@ def test_one_changed_entry_extracts(procs, criu, tmpdir_tmp):
     put back: each is found, and the archive is extracted; the others
     keep their inodes."""
     app = make_app(tmpdir_tmp)
-    pid = dump_tree(procs, criu, app)
+    pid = dump_sleeper(procs, criu, app)
     saved = (app / "sub" / "f02").read_bytes()
     st = os.stat(app / "sub" / "f02")
     with open(app / "sub" / "f02", "r+b") as f:
@@ -77,7 +68,7 @@ def test_one_changed_entry_extracts(procs, criu, tmpdir_tmp):
 def test_wiped_extracts(procs, criu, tmpdir_tmp):
     app = make_app(tmpdir_tmp)
     content = {str(p): p.read_bytes() for p in (app / "sub").iterdir()}
-    pid = dump_tree(procs, criu, app)
+    pid = dump_sleeper(procs, criu, app)
     shutil.rmtree(app)
     r = criu.restore()
     assert r.returncode == 0, r

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, CRIU_TIMEOUT, alive, kill_tree, rewrite_archive, wait_gone
-from test_attacks import USER, as_user, attacker  # noqa: F401  (the fixture)
+from conftest import CRIU, CRIU_TIMEOUT, alive, dump_sleeper, kill_tree, rewrite_archive, wait_gone
+from test_attacks import as_user, attacker  # noqa: F401  (the fixture)
 
 # What both attackers below share: a user's inotify watch on a directory,
 # the names created in it as they come, counts printed at SIGTERM.
@@ -110,13 +110,9 @@ def user_dir_saved(attacker, procs, criu):  # noqa: F811
         (app / ("f%02d" % i)).write_text("saved %d\n" % i)
     for p in [data, app] + list(app.iterdir()):
         os.chown(p, attacker.pw_uid, attacker.pw_gid)
-    sleeper = procs.start(["sleep", "1000"])
-    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
-    assert r.returncode == 0, r
-    sleeper.wait(timeout=10)
-    wait_gone(sleeper.pid)
+    sleeper_pid = dump_sleeper(procs, criu, app)
     shutil.rmtree(app)
-    yield top, data, app, sleeper.pid
+    yield top, data, app, sleeper_pid
     shutil.rmtree(top, ignore_errors=True)
 
 
@@ -158,18 +154,14 @@ def test_stage_next_to_a_root_directory_restores(procs, criu, tmpdir_tmp):
     app = Path(tmpdir_tmp) / "app"
     app.mkdir()
     (app / "f").write_text("saved\n")
-    sleeper = procs.start(["sleep", "1000"])
-    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
-    assert r.returncode == 0, r
-    sleeper.wait(timeout=10)
-    wait_gone(sleeper.pid)
+    sleeper_pid = dump_sleeper(procs, criu, app)
     shutil.rmtree(app)
     r = criu.restore()
     assert r.returncode == 0, r
-    procs.track(sleeper.pid)
+    procs.track(sleeper_pid)
     assert (app / "f").read_text() == "saved\n"
     assert "Staging the --tmp-file archive in %s/.criu-tmp-files." % tmpdir_tmp in r.log, r.log[-3000:]
-    kill_tree(sleeper.pid)
+    kill_tree(sleeper_pid)
 
 
 def test_contiguous_member_is_refused(procs, criu, tmpdir_tmp):
@@ -178,11 +170,7 @@ def test_contiguous_member_is_refused(procs, criu, tmpdir_tmp):
     app = Path(tmpdir_tmp) / "app"
     app.mkdir()
     (app / "f").write_text("saved\n")
-    sleeper = procs.start(["sleep", "1000"])
-    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
-    assert r.returncode == 0, r
-    sleeper.wait(timeout=10)
-    wait_gone(sleeper.pid)
+    dump_sleeper(procs, criu, app)
     shutil.rmtree(app)
 
     def contiguous(members):
@@ -311,11 +299,7 @@ def test_fifo_copied_into_a_users_directory_never_chmods_elsewhere(attacker, use
         os.chown(p, attacker.pw_uid, attacker.pw_gid)
     secret = victim_dir / "secret"
     os.chmod(secret, 0o600)
-    sleeper = procs.start(["sleep", "1000"])
-    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
-    assert r.returncode == 0, r
-    sleeper.wait(timeout=10)
-    wait_gone(sleeper.pid)
+    sleeper_pid = dump_sleeper(procs, criu, app)
     for p in app.iterdir():
         p.unlink()
 
@@ -325,8 +309,8 @@ def test_fifo_copied_into_a_users_directory_never_chmods_elsewhere(attacker, use
     finally:
         counts = stop(ex)
     if r.returncode == 0:
-        procs.track(sleeper.pid)
-        kill_tree(sleeper.pid)
+        procs.track(sleeper_pid)
+        kill_tree(sleeper_pid)
     seen, swapped = [int(w) for w in counts.split()[1::2]]
     # The attack ran: names were made in its directory, and swapped
     assert seen >= 1 and swapped >= 1, counts
@@ -351,17 +335,13 @@ def test_fifo_copied_into_a_users_directory(attacker, user_tmpfs, procs, criu): 
     for p in [app] + list(app.iterdir()):
         os.chown(p, attacker.pw_uid, attacker.pw_gid, follow_symlinks=False)
     before = {p.name: os.lstat(p) for p in app.iterdir()}
-    sleeper = procs.start(["sleep", "1000"])
-    r = criu.dump(sleeper.pid, "--tmp-file", str(app))
-    assert r.returncode == 0, r
-    sleeper.wait(timeout=10)
-    wait_gone(sleeper.pid)
+    sleeper_pid = dump_sleeper(procs, criu, app)
     for p in app.iterdir():
         p.unlink()
     r = criu.restore()
     assert r.returncode == 0, r
-    procs.track(sleeper.pid)
-    kill_tree(sleeper.pid)
+    procs.track(sleeper_pid)
+    kill_tree(sleeper_pid)
     after = {p.name: os.lstat(p) for p in app.iterdir()}
     assert sorted(after) == sorted(before)
     for name, st in before.items():
