@@ -218,43 +218,6 @@ static int prepare_parents(struct place_ctx *ctx, const char *path, uid_t owner)
 	return 0;
 }
 
-static bool same_xattrs(int a, int b)
-{
-	char *na = NULL, *nb = NULL, *va = NULL, *vb = NULL, *n;
-	ssize_t la, lb;
-	bool same = false;
-
-	la = flistxattr(a, NULL, 0);
-	lb = flistxattr(b, NULL, 0);
-	if (la <= 0 || lb <= 0)
-		return la <= 0 && lb <= 0;
-	if (la != lb)
-		return false;
-	na = xmalloc(la);
-	nb = xmalloc(lb);
-	if (!na || !nb || (la = flistxattr(a, na, la)) < 0 || (lb = flistxattr(b, nb, lb)) != la)
-		goto out;
-	for (n = na; n < na + la; n += strlen(n) + 1) {
-		ssize_t l = fgetxattr(a, n, NULL, 0);
-
-		if (l < 0 || fgetxattr(b, n, NULL, 0) != l)
-			goto out;
-		xfree(va);
-		xfree(vb);
-		va = xmalloc(l + 1);
-		vb = xmalloc(l + 1);
-		if (!va || !vb || fgetxattr(a, n, va, l) != l || fgetxattr(b, n, vb, l) != l || memcmp(va, vb, l))
-			goto out;
-	}
-	same = true;
-out:
-	xfree(na);
-	xfree(nb);
-	xfree(va);
-	xfree(vb);
-	return same;
-}
-
 static TmpFileEntry *manifest_entry(struct place_ctx *ctx, const char *path)
 {
 	size_t lo = 0, hi = ctx->me->n_entries;
@@ -271,49 +234,6 @@ static TmpFileEntry *manifest_entry(struct place_ctx *ctx, const char *path)
 			hi = mid;
 	}
 	return NULL;
-}
-
-/*
- * Does the existing target dst (dfd/name, stat dst) already hold what
- * the staged entry p holds? Hardlinked entries are always written.
- */
-static bool unchanged(struct place_ctx *ctx, struct placement *p, int dfd, const char *name, const struct stat *dst)
-{
-	const struct stat *st = &p->st;
-	char a[PATH_MAX], b[PATH_MAX];
-	struct stat now;
-	TmpFileEntry *e;
-	bool same = false;
-	int sfd, tfd;
-
-	if ((dst->st_mode & S_IFMT) != (st->st_mode & S_IFMT) || (dst->st_mode & 07777) != (st->st_mode & 07777) ||
-	    dst->st_uid != st->st_uid || dst->st_gid != st->st_gid || dst->st_size != st->st_size ||
-	    dst->st_mtim.tv_sec != st->st_mtim.tv_sec || dst->st_mtim.tv_nsec != st->st_mtim.tv_nsec ||
-	    dst->st_rdev != st->st_rdev || st->st_nlink > 1 || dst->st_nlink > 1)
-		return false;
-
-	if (S_ISLNK(st->st_mode)) {
-		ssize_t la = readlinkat(dfd, name, a, sizeof(a)), lb = readlinkat(ctx->stage_fd, p->path + 1, b, sizeof(b));
-
-		return la >= 0 && la == lb && !memcmp(a, b, la);
-	}
-	if (!S_ISREG(st->st_mode))
-		return true;
-
-	e = manifest_entry(ctx, p->path);
-	if (!e || !e->has_content_xxh64)
-		return false;
-	tfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	sfd = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (tfd >= 0 && sfd >= 0 && !fstat(tfd, &now) && now.st_dev == dst->st_dev && now.st_ino == dst->st_ino) {
-		uint64_t sum;
-
-		same = !tmp_files_content_sum(tfd, dst->st_size, &sum) && sum == e->content_xxh64 &&
-		       same_xattrs(tfd, sfd);
-	}
-	close_safe(&tfd);
-	close_safe(&sfd);
-	return same;
 }
 
 /*
@@ -401,6 +321,19 @@ bool tmp_files_all_in_place(int root_fd, TmpFilesManifestEntry *me)
 		pr_info("Not every saved entry is in place as saved (first: %s): extracting the archive\n",
 			me->entries[i - 1]->path);
 	return all;
+}
+
+/*
+ * The existing target of p already holds what the archive has for it
+ * (checked against the manifest, as the staged entry is): it is kept.
+ * in_place() may change the working directory: tmp_files_place() puts
+ * it back.
+ */
+static bool unchanged(struct place_ctx *ctx, struct placement *p)
+{
+	TmpFileEntry *e = manifest_entry(ctx, p->path);
+
+	return e && in_place(ctx->root_fd, e, ctx->buf);
 }
 
 static int copy_xattrs(int src, int dst, const char *path)
@@ -655,7 +588,7 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 			pr_err("Can't restore %s: a directory is in its place\n", p->path);
 			goto out;
 		}
-		if (unchanged(ctx, p, dfd, name, &dst)) {
+		if (unchanged(ctx, p)) {
 			ctx->kept++;
 			ret = 1;
 			goto out;
@@ -948,8 +881,8 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 {
 	struct place_ctx ctx = { .root_fd = root_fd, .stage_fd = stage_fd, .me = me, .links = RB_ROOT };
 	unsigned int nr_files = 0;
+	int cwd_fd, ret = 0;
 	size_t i;
-	int ret = 0;
 
 	if (!kdat.has_openat2) {
 		pr_err("--tmp-file restore needs openat2() (Linux 5.6)\n");
@@ -958,8 +891,13 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 	INIT_LIST_HEAD(&ctx.files);
 	INIT_LIST_HEAD(&ctx.dirs);
 	ctx.buf = xmalloc(COPY_BUF);
-	if (!ctx.buf)
+	cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (!ctx.buf || cwd_fd < 0) {
+		pr_perror("Can't place the --tmp-file entries");
+		xfree(ctx.buf);
+		close_safe(&cwd_fd);
 		return -1;
+	}
 	if (fault_injected(FI_TMP_FILES_PLACE)) {
 		for (i = 0; i < me->n_entries; i++)
 			nr_files += me->entries[i]->type != TMP_FILE_ENTRY__KIND__DIR;
@@ -979,6 +917,11 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 		ret = finish(&ctx);
 	}
 	free_ctx(&ctx);
+	if (fchdir(cwd_fd)) {
+		pr_perror("Can't go back to the working directory");
+		ret = -1;
+	}
+	close(cwd_fd);
 	return ret;
 }
 
