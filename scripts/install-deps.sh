@@ -23,6 +23,12 @@ asciidoc-base xmlto
 gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross clang musl-tools shellcheck
 "
+# LXC and containerd for test_lxc.py and test_containerd.py (issue 23):
+# the tests start their own containers and containerd; no service of
+# these packages is needed or started here.
+PKGS="$PKGS
+lxc containerd
+"
 
 missing=""
 for p in $PKGS; do
