@@ -393,7 +393,8 @@ def test_without_option_restore_fails(ctd):
     # What ctr's user sees: runc's line and the log's path
     m = re.search(r"criu failed: type NOTIFY errno 0\s+log file: (\S+/restore\.log)", r.stderr)
     assert m, r.stderr
-    assert RESTORE_ERROR in Path(m.group(1)).read_text(errors="replace")
+    text = Path(m.group(1)).read_text(errors="replace")
+    assert criu_version_line() in text and RESTORE_ERROR in text, text[-2000:]
     assert ctd.task()[1] != "RUNNING", ctd.task()
 
 
