@@ -59,7 +59,7 @@ class CrunTools:
         self.lib.mkdir()
         os.symlink(LIBCRIU, self.lib / "libcriu.so.2")
         self.callers = self.dir / "criu-callers"
-        self.crun = self.bin / "crun"  # podman needs the name "crun"
+        self.crun = self.bin / "crun"
         # build/crun's RUNPATH finds the libcriu it was built against: that
         # route is the one tested, unless the criu under test is another
         built_with = CRUN.parent.parent / "libcriu/lib/libcriu.so.2"
