@@ -102,6 +102,16 @@ class CrunTools:
         assert seen[crun] == {str(LIBCRIU)}, "crun's libcriu is not the project's %s: %s" % (LIBCRIU, seen[crun])
 
 
+def remove_cgroups(rel):
+    """rmdir /sys/fs/cgroup/*/rel: crun 1.8.1 leaves the cgroups it made
+    for a container whose restore failed. Only empty ones go (rmdir)."""
+    for d in Path("/sys/fs/cgroup").glob("*/" + rel):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 class Crun(Runc):
     """A container of test_runc.py's kind, driven by crun."""
 
@@ -115,6 +125,10 @@ class Crun(Runc):
         cmd = [str(self.tools.crun), "--root", str(self.state)] + list(args)
         return run_bounded(cmd, "crun " + args[0], step.replace("runc", "crun"), log=log, timeout=timeout,
                            cwd=str(self.bundle), env=self.env)
+
+    def delete(self):
+        super().delete()
+        remove_cgroups(self.id)
 
     def checkpoint(self, *extra, images=None, work=None):
         # crun does not create the work directory (runc does)

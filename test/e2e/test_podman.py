@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE, CRIU_OUTSIDE_TMP, log_tail, run_bounded, wait_gone
-from test_crun import CRUN, CrunTools
+from test_crun import CRUN, CrunTools, remove_cgroups
 from test_runc import RESTORE_ERROR, RUNC, TICKER, make_rootfs, runc_conf  # noqa: F401  (fixture)
 from test_shared_config import default_conf  # noqa: F401  (fixture)
 
@@ -64,6 +64,7 @@ class Podman:
             self.runtime = str(crun_tools.crun)
         self.name = "criu-e2e-%d" % os.getpid()
         self.image = "localhost/criu-e2e-busybox:%d" % os.getpid()
+        self.failed_restores = []  # ids of containers whose restore crun failed
 
     def run(self, *args, step, timeout=None, **kw):
         cmd = [PODMAN, "--root", str(self.w / "storage"), "--runroot", str(self.w / "run"),
@@ -87,6 +88,8 @@ class Podman:
     def cleanup(self):
         self.run("rm", "-f", "-t", "0", self.name, step="podman rm -f", timeout=60)
         self.run("rmi", "-f", self.image, step="podman rmi", timeout=60)
+        for cid in self.failed_restores:
+            remove_cgroups("libpod_parent/libpod-" + cid)
         shutil.rmtree(self.w, ignore_errors=True)
 
 
@@ -202,6 +205,7 @@ def test_podman_crun_without_option_restore_fails(podman_crun, workdir, tmpdir_t
     # the user sees crun's line, with the log's path
     assert "Error: OCI runtime error: " in said and "CRIU restoring failed -52.  Please check CRIU logfile " in said, said
     restore_log = Path(said.split("Please check CRIU logfile ")[1].split()[0].rstrip(":"))
+    podman_crun.failed_restores.append(restore_log.parent.parent.name)  # .../CONTAINER-ID/userdata/restore.log
     assert RESTORE_ERROR in restore_log.read_text(errors="replace"), log_tail(restore_log)
     podman_crun.crun_tools.assert_crun_ran_our_libcriu()
 
