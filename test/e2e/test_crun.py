@@ -25,7 +25,7 @@ crun is run through a wrapper (CrunTools) that
   --cgroup-manager=disabled.
 libcriu runs "criu" from PATH: the first criu on PATH is a script that
 writes down which program ran it and the libcriu that program has mapped
-(/proc/PPID/exe and /proc/PPID/maps), then execs the criu under test.
+(the device and inode of /proc/PPID/exe, and /proc/PPID/maps), then execs the criu under test.
 The tests assert that it was crun, with the project's libcriu.
 
 Every crun run has the time limit of run_bounded(); every container is
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU_OUTSIDE_TMP, ROOT, STAGE, TREE, alive, log_tail, run_bounded
-from test_runc import Runc, assert_carries_on, checkpoint_ok, restore_ok, wipe, RESTORE_ERROR
+from conftest import CRIU_OUTSIDE_TMP, ROOT, TREE, alive, log_tail, run_bounded
+from test_runc import RESTORE_ERROR, Runc, assert_carries_on, checkpoint_ok, restore_ok, wipe
 from test_shared_config import default_conf  # noqa: F401  (fixture)
 
 CRUN = Path(os.environ.get("CRUN", ROOT / "build/crun/bin/crun"))
