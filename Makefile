@@ -19,7 +19,7 @@ PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider
 
 export CRIU_TARBALL
 
-.PHONY: all deps tree build check test e2e demo patches upstream-patch \
+.PHONY: all deps tree build crun check test e2e demo patches upstream-patch \
 	check-series check-portability install deb clean distclean
 
 # Every step that runs criu has a time limit: a hang becomes a failure
@@ -41,15 +41,21 @@ build: tree
 	@$(MAKE) -s -C $(TREE) -j$(JOBS) criu lib crit >/dev/null
 	@echo "built $(CRIU)"
 
+# crun with CRIU, built from Debian's source against the libcriu of
+# $(TREE) (scripts/build-crun.sh; about 30 s, then cached): build/crun/bin/crun,
+# for test/e2e/test_crun.py.
+crun: build
+	@$(BOUND) 15m "make crun (scripts/build-crun.sh)" ./scripts/build-crun.sh
+
 check: build
 	@$(BOUND) 5m "criu check" $(CRIU) check
 
-e2e: build
+e2e: build crun
 	@$(BOUND) $(E2E_LIMIT) "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
 # zdtm and the upstream regression guard first: pytest's summary line is
 # the last thing "make test" prints.
-test: build
+test: build crun
 	@$(MAKE) -s --no-print-directory zdtm zdtm-regress
 	@$(BOUND) $(E2E_LIMIT) "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 

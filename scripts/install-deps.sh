@@ -29,6 +29,11 @@ gcc-aarch64-linux-gnu libc6-dev-arm64-cross clang musl-tools shellcheck
 PKGS="$PKGS
 lxc containerd
 "
+# crun with CRIU (scripts/build-crun.sh, make crun): the build
+# dependencies of Debian's crun source package that its build here uses.
+PKGS="$PKGS
+gperf libsystemd-dev libyajl-dev libseccomp-dev libcap-dev
+"
 
 missing=""
 for p in $PKGS; do
