@@ -582,3 +582,52 @@ def check_back(app, before, log, state=None):
         assert (app.dir / "state").read_bytes() == state[:before["state_offset"]] + rec + \
             state[before["state_offset"] + len(rec):]
         assert after["state_offset"] == before["state_offset"] + len(rec)
+
+
+# The host's criu configuration files, which runtimes read: a test that
+# writes one gets the host's own content (or absence) back at teardown.
+RUNC_CONF = Path("/etc/criu/runc.conf")
+DEFAULT_CONF = Path("/etc/criu/default.conf")
+
+
+@pytest.fixture
+def runc_conf():
+    """set(text) writes /etc/criu/runc.conf (None: no such file); the
+    previous content, or absence, of the file and of /etc/criu comes back
+    at teardown."""
+    had_dir = RUNC_CONF.parent.exists()
+    old = RUNC_CONF.read_bytes() if RUNC_CONF.exists() else None
+
+    def set_conf(text):
+        if text is None:
+            RUNC_CONF.unlink(missing_ok=True)
+        else:
+            RUNC_CONF.parent.mkdir(parents=True, exist_ok=True)
+            RUNC_CONF.write_text(text)
+    set_conf(None)
+    yield set_conf
+    if old is None:
+        RUNC_CONF.unlink(missing_ok=True)
+        if not had_dir:
+            try:
+                RUNC_CONF.parent.rmdir()
+            except OSError:
+                pass
+    else:
+        RUNC_CONF.parent.mkdir(parents=True, exist_ok=True)
+        RUNC_CONF.write_bytes(old)
+
+
+@pytest.fixture
+def default_conf():
+    """/etc/criu/default.conf for the test, the host's own put back after."""
+    saved = DEFAULT_CONF.read_bytes() if DEFAULT_CONF.exists() else None
+    made_dir = not DEFAULT_CONF.parent.exists()
+    DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+    yield DEFAULT_CONF
+    if saved is None:
+        DEFAULT_CONF.unlink(missing_ok=True)
+        if made_dir:
+            DEFAULT_CONF.parent.rmdir()
+    else:
+        DEFAULT_CONF.write_bytes(saved)

@@ -47,8 +47,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE, alive, kill_tree, run_bounded, wait_gone
-from test_lxc import criu_version_line, path_with_criu
-from test_runc import RESTORE_ERROR, TICKER, assert_carries_on, make_rootfs, runc_conf, wipe  # noqa: F401
+from containers import RESTORE_ERROR, TICKER, assert_carries_on, criu_version_line, make_rootfs, path_with_criu, wipe
 
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
 CTR = shutil.which("ctr") or "/usr/bin/ctr"

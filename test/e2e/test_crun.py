@@ -31,85 +31,14 @@ The tests assert that it was crun, with the project's libcriu.
 Every crun run has the time limit of run_bounded(); every container is
 deleted with "crun delete -f" and its init killed by pid.
 """
-import os
 from pathlib import Path
 
 import pytest
 
-from conftest import CRIU_OUTSIDE_TMP, ROOT, TREE, alive, log_tail, run_bounded
-from test_runc import RESTORE_ERROR, Runc, assert_carries_on, checkpoint_ok, restore_ok, wipe
-from test_shared_config import default_conf  # noqa: F401  (fixture)
-
-CRUN = Path(os.environ.get("CRUN", ROOT / "build/crun/bin/crun"))
-LIBCRIU = (TREE / "lib/c/libcriu.so").resolve()
+from conftest import alive, log_tail, run_bounded
+from containers import CRUN, CrunTools, RESTORE_ERROR, Runc, assert_carries_on, checkpoint_ok, remove_cgroups, restore_ok, wipe
 
 pytestmark = pytest.mark.skipif(not CRUN.exists(), reason="%s missing: run make crun" % CRUN)
-
-
-class CrunTools:
-    """A directory of wrappers: bin/crun (crun with our libcriu, in a
-    mount namespace without the cgroup2 mount), bin/criu (notes its
-    caller, then the criu under test), lib/libcriu.so.2."""
-
-    def __init__(self, where):
-        self.dir = Path(where)
-        self.bin = self.dir / "bin"
-        self.lib = self.dir / "lib"
-        self.bin.mkdir(parents=True)
-        self.lib.mkdir()
-        os.symlink(LIBCRIU, self.lib / "libcriu.so.2")
-        self.callers = self.dir / "criu-callers"
-        self.crun = self.bin / "crun"
-        # build/crun's RUNPATH finds the libcriu it was built against: that
-        # route is the one tested, unless the criu under test is another
-        built_with = CRUN.parent.parent / "libcriu/lib/libcriu.so.2"
-        ld_path = "" if built_with.exists() and built_with.resolve() == LIBCRIU else \
-            "export LD_LIBRARY_PATH=%s\n" % self.lib
-        self.crun.write_text(
-            "#!/bin/sh\n"
-            "%s"
-            "exec unshare --mount --propagation private -- /bin/sh -c "
-            "'! mountpoint -q /sys/fs/cgroup/unified || umount /sys/fs/cgroup/unified || exit 125; "
-            "exec \"$0\" \"$@\"' %s \"$@\"\n" % (ld_path, CRUN))
-        criu = self.bin / "criu"
-        criu.write_text(
-            "#!/bin/sh\n"
-            "{ echo \"caller $(stat -L -c %%d:%%i /proc/$PPID/exe)\"; grep libcriu /proc/$PPID/maps; } >>%s\n"
-            "exec %s \"$@\"\n" % (self.callers, CRIU_OUTSIDE_TMP))
-        for f in (self.crun, criu):
-            f.chmod(0o755)
-        self.env = dict(os.environ, PATH="%s:%s" % (self.bin, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")))
-        self.env.pop("CRIU_CONFIG_FILE", None)
-
-    def libcriu_of_callers(self):
-        """{program that ran criu: set of libcriu files it had mapped}"""
-        seen, caller = {}, None
-        text = self.callers.read_text() if self.callers.exists() else ""
-        for line in text.splitlines():
-            if line.startswith("caller "):
-                caller = line[len("caller "):]
-                seen.setdefault(caller, set())
-            elif caller:
-                seen[caller].add(line.split()[-1])
-        return seen
-
-    def assert_crun_ran_our_libcriu(self):
-        seen = self.libcriu_of_callers()
-        # crun's /proc/PID/exe reads "/" (it re-mounts its binary): by identity
-        st = CRUN.stat()
-        crun = "%d:%d" % (st.st_dev, st.st_ino)
-        assert crun in seen, "criu was not run by %s (%s): %s" % (CRUN, crun, seen)
-        assert seen[crun] == {str(LIBCRIU)}, "crun's libcriu is not the project's %s: %s" % (LIBCRIU, seen[crun])
-
-
-def remove_cgroups(rel):
-    """rmdir /sys/fs/cgroup/*/rel: crun 1.8.1 leaves the cgroups it made
-    for a container whose restore failed. Only empty ones go (rmdir)."""
-    for d in Path("/sys/fs/cgroup").glob("*/" + rel):
-        try:
-            d.rmdir()
-        except OSError:
-            pass
 
 
 class Crun(Runc):

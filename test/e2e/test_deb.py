@@ -19,7 +19,7 @@ installed, "criu check" passes, /usr/bin/python3 imports pycriu (with the
 installed criu over RPC, crit works, "man criu" documents --tmp-file, and
 runc, without --criu, checkpoints and restores a busybox container whose
 bind-mounted /data is wiped in between (tmp-file /data in runc.conf; the
-helpers of test_runc.py). Another root gets Debian's own criu first (the
+helpers of containers.py). Another root gets Debian's own criu first (the
 package apt downloads, cached in build/cache/debian-criu): apt installs
 this package over it as an upgrade, and it purges cleanly. Every dpkg, criu and
 runc run has a time limit (run_bounded).
@@ -36,8 +36,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE, ROOT, UPSTREAM, kill_tree, log_tail, run_bounded
-from test_runc import (RUNC, Runc, assert_carries_on, checkpoint_ok, have_runc,
-                       restore_ok, wipe)
+from containers import RUNC, Runc, assert_carries_on, checkpoint_ok, have_runc, restore_ok, wipe
 
 # Debian's PATH for root (/etc/profile, login.defs): what runc inherits
 # from a root shell; /usr/sbin, where criu goes, is on it.

@@ -32,31 +32,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CRIU_OUTSIDE_TMP, alive, kill_tree, log_tail, run_bounded, wait_gone
-from test_runc import RESTORE_ERROR, TICKER, assert_carries_on, make_rootfs, wipe
-from test_shared_config import default_conf  # noqa: F401  (fixture)
+from conftest import alive, kill_tree, log_tail, run_bounded, wait_gone
+from containers import RESTORE_ERROR, TICKER, assert_carries_on, criu_version_line, make_rootfs, path_with_criu, wipe
 
 LXC_START = shutil.which("lxc-start") or "/usr/bin/lxc-start"
 LXC_LOCK = Path("/run/lxc/lock")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(LXC_START) or not os.path.exists("/bin/busybox"),
                                 reason="lxc or busybox-static missing: run scripts/install-deps.sh")
-
-
-def criu_version_line(binary=CRIU_OUTSIDE_TMP):
-    """The line criu writes first in every log, "Version: V (gitid G)", for
-    binary: the git id tells this build from any other criu."""
-    r = run_bounded([binary, "--version"], "criu --version", "version of %s" % binary, timeout=30)
-    version = re.search(r"^Version: (\S+)", r.stdout, re.M).group(1)
-    gitid = re.search(r"^GitID: (\S+)", r.stdout, re.M)
-    return "Version: %s (gitid %s)" % (version, gitid.group(1)) if gitid else "Version: %s" % version
-
-
-def path_with_criu(directory):
-    """PATH with directory/criu, a link to the criu under test, first."""
-    directory.mkdir()
-    os.symlink(CRIU_OUTSIDE_TMP, directory / "criu")
-    return "%s:%s" % (directory, os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"))
 
 
 def monitor_pids(lxcpath, name):

@@ -3,7 +3,7 @@
 Podman 4.3 (Debian 12) with runc, and with crun: Debian's crun 1.8.1 is
 built without CRIU ("crun --version" shows no +CRIU), so the crun is
 build/crun/bin/crun ("make crun", see test_crun.py), run through the
-wrapper of test_crun.py's CrunTools (its libcriu, a mount namespace
+wrapper of containers.py's CrunTools (its libcriu, a mount namespace
 without the cgroup2 mount of this host's hybrid layout). Podman runs
 "crun checkpoint" with only PATH and XDG_RUNTIME_DIR in its environment
 and crun names no CRIU configuration file: /etc/criu/default.conf is the
@@ -35,9 +35,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE, CRIU_OUTSIDE_TMP, log_tail, run_bounded, wait_gone
-from test_crun import CRUN, CrunTools, remove_cgroups
-from test_runc import RESTORE_ERROR, RUNC, TICKER, make_rootfs, runc_conf  # noqa: F401  (fixture)
-from test_shared_config import default_conf  # noqa: F401  (fixture)
+from containers import CRUN, CrunTools, RESTORE_ERROR, RUNC, TICKER, make_rootfs, remove_cgroups
 
 PODMAN = shutil.which("podman") or "/usr/bin/podman"
 

@@ -11,26 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from conftest import CRIU, alive, kill_tree, run_bounded, wait_gone
-
-DEFAULT_CONF = Path("/etc/criu/default.conf")
-
-
-@pytest.fixture
-def default_conf():
-    """/etc/criu/default.conf for the test, the host's own put back after."""
-    saved = DEFAULT_CONF.read_bytes() if DEFAULT_CONF.exists() else None
-    made_dir = not DEFAULT_CONF.parent.exists()
-    DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
-    yield DEFAULT_CONF
-    if saved is None:
-        DEFAULT_CONF.unlink(missing_ok=True)
-        if made_dir:
-            DEFAULT_CONF.parent.rmdir()
-    else:
-        DEFAULT_CONF.write_bytes(saved)
 
 
 def test_optional_path_in_default_conf(default_conf, procs, criu, tmpdir_tmp):
