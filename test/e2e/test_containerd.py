@@ -317,7 +317,7 @@ class Container:
 
 
 @pytest.fixture
-def ctd(containerd, procs, workdir, tmpdir_tmp, runc_conf):  # noqa: F811
+def ctd(containerd, procs, workdir, tmpdir_tmp, runc_conf):
     """A container; /etc/criu/runc.conf absent (the host's comes back)."""
     data = tmpdir_tmp / "data"
     data.mkdir()
@@ -354,7 +354,7 @@ def round_trip(ctd):
     assert_carries_on(ctd, before)
 
 
-def test_runc_conf(ctd, runc_conf):  # noqa: F811
+def test_runc_conf(ctd, runc_conf):
     runc_conf("tmp-file /data\n")
     ctd.run()
     round_trip(ctd)

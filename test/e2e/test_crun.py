@@ -71,7 +71,7 @@ def tools(workdir):
 
 
 @pytest.fixture
-def ctr(procs, workdir, tmpdir_tmp, tools, default_conf):  # noqa: F811
+def ctr(procs, workdir, tmpdir_tmp, tools, default_conf):
     # crun's criu reads /etc/criu/default.conf: no option there unless the
     # test puts it there (the host's file comes back at teardown)
     default_conf.write_text("# test_crun.py: no options here\n")
@@ -107,7 +107,7 @@ def test_crun_criu_config_file(ctr, workdir):
     assert "tmp-files: " in (ctr.work / "dump.log").read_text()
 
 
-def test_crun_default_conf(ctr, default_conf):  # noqa: F811
+def test_crun_default_conf(ctr, default_conf):
     default_conf.write_text("tmp-file-optional /data\n")
     ctr.bundle_spec()
     round_trip(ctr)

@@ -174,7 +174,7 @@ class Lxc:
 
 
 @pytest.fixture
-def lxc(procs, workdir, tmpdir_tmp, default_conf):  # noqa: F811
+def lxc(procs, workdir, tmpdir_tmp, default_conf):
     """A container, and an empty /etc/criu/default.conf (the host's comes back)."""
     default_conf.write_text("")
     data = tmpdir_tmp / "data"
@@ -221,7 +221,7 @@ def round_trip(lxc, env=None):
     assert_carries_on(lxc, before)
 
 
-def test_default_conf_tmp_file_optional(lxc, default_conf):  # noqa: F811
+def test_default_conf_tmp_file_optional(lxc, default_conf):
     """The route every LXC container of the host shares: tmp-file-optional
     in /etc/criu/default.conf."""
     default_conf.write_text("tmp-file-optional /data\n")

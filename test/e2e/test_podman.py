@@ -172,12 +172,47 @@ def test_podman_checkpoint_export_restore_import(podman, runc_conf, workdir, tmp
     round_trip(podman, workdir, tmpdir_tmp / "data")
 
 
+def test_podman_without_option_restore_fails(podman, workdir, tmpdir_tmp):
+    data = tmpdir_tmp / "data"
+    pid = start_ticker(podman, workdir, data)
+    export = workdir / "checkpoint.tar.zst"
+    assert checkpoint_export(podman, pid, export) == []
+    r = wipe_and_restore(podman, data, export)
+    assert r.returncode != 0
+    said = r.stdout + r.stderr
+    # the user sees runc's line and the log's path
+    assert "Error: OCI runtime error: " in said and "criu failed: type NOTIFY errno 0" in said, said
+    restore_log = Path(said.split("log file: ")[1].split()[0])
+    assert restore_log.name == "restore.log"
+    assert RESTORE_ERROR in restore_log.read_text(errors="replace"), log_tail(restore_log)
+
+
+def test_podman_bad_value_fails_checkpoint_container_runs_on(podman, runc_conf, workdir, tmpdir_tmp):
+    data = tmpdir_tmp / "data"
+    pid = start_ticker(podman, workdir, data)
+    runc_conf("tmp-file relative/x\n")
+    r = podman.run("container", "checkpoint", "--export", workdir / "checkpoint.tar.zst", podman.name,
+                   step="podman container checkpoint --export with a bad value")
+    assert r.returncode != 0
+    said = r.stdout + r.stderr
+    # the user sees runc's line with the log's path, then podman's
+    assert "criu failed: type DUMP errno 56" in said, said
+    assert "Error: `%s checkpoint " % RUNC in said and "` failed: exit status 1" in said, said
+    dump_log = Path(said.split("log file: ")[1].split('"')[0].split()[0])
+    assert dump_log.name == "dump.log"
+    assert "--tmp-file relative/x: the path must be absolute" in dump_log.read_text(errors="replace"), \
+        log_tail(dump_log)
+    assert podman.track() == pid
+    n = ticks(data / "app.log")
+    wait_ticks(data / "app.log", n + 3)
+
+
 # Podman with crun (build/crun, "make crun"): Podman runs "crun checkpoint"
 # with only PATH and XDG_RUNTIME_DIR in its environment, and crun names no
 # configuration file: /etc/criu/default.conf is the only route.
 
 @pytest.fixture
-def podman_crun(procs, workdir, default_conf):  # noqa: F811
+def podman_crun(procs, workdir, default_conf):
     if not CRUN.exists():
         pytest.skip("%s missing: run make crun" % CRUN)
     default_conf.write_text("# test_podman.py: no options here\n")
@@ -186,7 +221,7 @@ def podman_crun(procs, workdir, default_conf):  # noqa: F811
     p.cleanup()
 
 
-def test_podman_crun_default_conf(podman_crun, default_conf, workdir, tmpdir_tmp):  # noqa: F811
+def test_podman_crun_default_conf(podman_crun, default_conf, workdir, tmpdir_tmp):
     default_conf.write_text("tmp-file-optional /data\n")
     round_trip(podman_crun, workdir, tmpdir_tmp / "data")
     podman_crun.crun_tools.assert_crun_ran_our_libcriu()
@@ -208,7 +243,7 @@ def test_podman_crun_without_option_restore_fails(podman_crun, workdir, tmpdir_t
     podman_crun.crun_tools.assert_crun_ran_our_libcriu()
 
 
-def test_podman_crun_bad_value_fails_checkpoint_container_runs_on(podman_crun, default_conf, workdir,  # noqa: F811
+def test_podman_crun_bad_value_fails_checkpoint_container_runs_on(podman_crun, default_conf, workdir,
                                                                   tmpdir_tmp):
     data = tmpdir_tmp / "data"
     pid = start_ticker(podman_crun, workdir, data)

@@ -98,7 +98,7 @@ cat "$images/hijacker.out"
 
 
 @pytest.fixture
-def user_dir_saved(attacker, procs, criu):  # noqa: F811
+def user_dir_saved(attacker, procs, criu):
     """A sleeper dumped with --tmp-file TOP/data/app, where data and app
     are the attacker's (app is saved with the attacker as its owner)."""
     top = Path(tempfile.mkdtemp(prefix="criu-e2e-thr-", dir="/tmp"))
@@ -116,7 +116,7 @@ def user_dir_saved(attacker, procs, criu):  # noqa: F811
     shutil.rmtree(top, ignore_errors=True)
 
 
-def test_no_stage_in_a_directory_of_another_user(attacker, user_dir_saved, criu, victim_dir):  # noqa: F811
+def test_no_stage_in_a_directory_of_another_user(attacker, user_dir_saved, criu, victim_dir):
     """The user's hijacker is armed (inotify) in the only writable
     directory on the way: the old code staged there and lost the stage
     every time. Now restore refuses before making anything there, and
@@ -266,7 +266,7 @@ def stop(p):
 
 
 @pytest.fixture
-def user_tmpfs(attacker):  # noqa: F811
+def user_tmpfs(attacker):
     """TOP/u: a tmpfs of the attacker's (so placing there copies, from a
     stage on /tmp), holding app, the attacker's saved directory."""
     top = Path(tempfile.mkdtemp(prefix="criu-e2e-thr-", dir="/tmp"))
@@ -282,7 +282,7 @@ def user_tmpfs(attacker):  # noqa: F811
         shutil.rmtree(top)
 
 
-def test_fifo_copied_into_a_users_directory_never_chmods_elsewhere(attacker, user_tmpfs, procs, criu,  # noqa: F811
+def test_fifo_copied_into_a_users_directory_never_chmods_elsewhere(attacker, user_tmpfs, procs, criu,
                                                                     victim_dir):
     """Placing copies (the stage is on another filesystem): 300 fifos of
     mode 0666 go back into the attacker's own directory, where an
@@ -322,7 +322,7 @@ def test_fifo_copied_into_a_users_directory_never_chmods_elsewhere(attacker, use
     assert r.returncode == 0 or "what was made in its directory was replaced" in r.log, r.log[-3000:]
 
 
-def test_fifo_copied_into_a_users_directory(attacker, user_tmpfs, procs, criu):  # noqa: F811
+def test_fifo_copied_into_a_users_directory(attacker, user_tmpfs, procs, criu):
     """The same copy with no one in the way: fifos back with their modes
     and owner, in the attacker's directory on another filesystem."""
     top, mnt = user_tmpfs
@@ -372,7 +372,7 @@ print("swapped %d" % swapped, flush=True)
 '''
 
 
-def test_fifo_put_over_a_saved_file_does_not_hang_the_dump(attacker, procs, criu, tmpdir_tmp):  # noqa: F811
+def test_fifo_put_over_a_saved_file_does_not_hang_the_dump(attacker, procs, criu, tmpdir_tmp):
     """A user outside the tree puts fifos where the walk saw regular files,
     while criu reads them (the tree is frozen). The old code's open()
     blocked on the first fifo: criu waited, the tree stayed frozen until
