@@ -19,7 +19,7 @@ PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider
 
 export CRIU_TARBALL
 
-.PHONY: all deps tree build crun check test e2e demo patches upstream-patch \
+.PHONY: all deps tree build crun check unit test e2e demo patches upstream-patch \
 	check-series check-portability install deb clean distclean
 
 # Every step that runs criu has a time limit: a hang becomes a failure
@@ -53,10 +53,17 @@ check: build
 e2e: build crun
 	@$(BOUND) $(E2E_LIMIT) "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
-# zdtm and the upstream regression guard first: pytest's summary line is
-# the last thing "make test" prints.
+# The C unit tests, as upstream's CI runs them (make unittest): upstream's
+# and criu/unittest/tmp-files-unit.c (the path rules, the tar header
+# parsers, XXH64); "not ok" and the failed checks name a failing case.
+.PHONY: unit
+unit: build
+	@$(BOUND) 5m "make unit (make unittest)" $(MAKE) -s --no-print-directory -C $(TREE) unittest
+
+# The unit tests, zdtm and the upstream regression guard first: pytest's
+# summary line is the last thing "make test" prints.
 test: build crun
-	@$(MAKE) -s --no-print-directory zdtm zdtm-regress
+	@$(MAKE) -s --no-print-directory unit zdtm zdtm-regress
 	@$(BOUND) $(E2E_LIMIT) "the e2e tests (pytest test/e2e)" $(PYTEST) test/e2e $(PYTEST_ARGS)
 
 demo: build
