@@ -545,17 +545,70 @@ def dump_sleeper(procs, criu, path, *args):
     return sleeper.pid
 
 
+# The --tmp-file archive, read with python's tarfile: the one reader of the
+# archive for every test (a test that edits it uses rewrite_archive()).
+def archive(images):
+    """The --tmp-file archive in images (its name says its compression)."""
+    found = sorted(Path(images).glob("tmp-files.tar*.img"))
+    assert len(found) == 1, "no single --tmp-file archive in %s: %s" % (images, found)
+    return found[0]
+
+
+def has_archive(images):
+    return bool(list(Path(images).glob("tmp-files.tar*.img")))
+
+
+def read_archive(images, mode="r:*"):
+    """The members of the archive in images, in their order, duplicates
+    kept: a list of (TarInfo, data of a regular member or None). mode
+    "r:" also checks that the archive is not compressed."""
+    with tarfile.open(archive(images), mode) as t:
+        return [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+
+
+def archive_names(images, mode="r:*"):
+    """The sorted member names ("tmp/app/x": no leading "/")."""
+    with tarfile.open(archive(images), mode) as t:
+        return sorted(t.getnames())
+
+
+def archive_member(images, path):
+    """The data of the one regular member for path ("/tmp/app/x")."""
+    found = [data for m, data in read_archive(images) if m.name == str(path).lstrip("/")]
+    assert len(found) == 1 and found[0] is not None, "no single regular member for %s in %s" % (path, images)
+    return found[0]
+
+
 def rewrite_archive(images, change):
     """Rewrite the --tmp-file archive of images, as an attacker would:
     change(members) gets and returns a list of (TarInfo, data or None)."""
     path = Path(images) / ARCHIVE
-    with tarfile.open(path) as t:
-        members = [(m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()]
+    members = read_archive(images)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
         for m, data in change(members):
             t.addfile(m, io.BytesIO(data) if data is not None else None)
     path.write_bytes(buf.getvalue())
+
+
+def log_of(images, name):
+    """A log file of images, "" if criu did not write it."""
+    p = Path(images) / name
+    return p.read_text(errors="replace") if p.exists() else ""
+
+
+def dump_and_wipe(app, criu, *args):
+    """Start app, dump it with args, wipe its directory: (its last tick,
+    its state file and log as they were at the dump)."""
+    app.start()
+    before = app.tick()
+    r = criu.dump(app.pid, *args)
+    assert r.returncode == 0, r
+    app.wait_dead()
+    state = (app.dir / "state").read_bytes()
+    log = (app.dir / "app.log").read_text()
+    shutil.rmtree(app.dir)
+    return before, state, log
 
 
 def wipe_after_dump(app):
@@ -631,3 +684,43 @@ def default_conf():
             DEFAULT_CONF.parent.rmdir()
     else:
         DEFAULT_CONF.write_bytes(saved)
+
+@pytest.fixture
+def victim():
+    """A root-only directory with a secret, outside /tmp; it must never change."""
+    d = Path(tempfile.mkdtemp(prefix="criu-e2e-victim-", dir="/var/tmp"))
+    (d / "secret").write_text("root only\n")
+    os.chmod(d / "secret", 0o600)
+    yield d
+    shutil.rmtree(d)
+
+
+class Holder:
+    """apps/holder.py: files held open, mapped, by a child and by a thread
+    (specs), as its report says; poke() makes it report again."""
+
+    def __init__(self, procs, report, specs):
+        self.report = report
+        self.popen = procs.start(["/usr/bin/python3", str(APPS / "holder.py"), str(report)] + specs,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.popen.pid
+        self.procs = procs
+        self.view = self.wait()
+
+    def read(self):
+        v = json.loads(self.report.read_text())
+        if v.get("child"):
+            v["child_fds"] = json.loads((self.report.parent / (self.report.name + ".child")).read_text())
+        return v
+
+    def wait(self, timeout=10):
+        return wait_report(self.read, lambda v: True, "holder %d did not report" % self.pid, timeout)
+
+    def poke(self):
+        self.report.unlink()
+        child = self.report.parent / (self.report.name + ".child")
+        if child.exists():
+            child.unlink()
+        os.kill(self.pid, signal.SIGUSR1)
+        time.sleep(0.1)
+        return self.wait()

@@ -13,23 +13,13 @@ import sys
 from pathlib import Path
 
 from conftest import CRIU, TREE, TimeLimit
+from conftest import archive  # noqa: F401  (test_runc.py takes it from here)
 
 LIBCRIU = TREE / "lib/c/libcriu.so"
 
 sys.path.insert(0, str(TREE / "lib"))
 import pycriu  # noqa: E402
 from pycriu import rpc_pb2 as rpc  # noqa: E402
-
-
-def archive(images):
-    """The --tmp-file archive in images (its name says its compression)."""
-    found = sorted(Path(images).glob("tmp-files.tar*.img"))
-    assert len(found) == 1, "no single --tmp-file archive in %s: %s" % (images, found)
-    return found[0]
-
-
-def has_archive(images):
-    return bool(list(Path(images).glob("tmp-files.tar*.img")))
 
 
 def build_libcriu_program(src, outdir, extra=(), warnings=("-Wall", "-Werror")):

@@ -1,14 +1,10 @@
 """--tmp-file-auto: the files in use on a tmpfs are saved without naming them."""
-import json
 import os
-import signal
 import subprocess
-import tarfile
-import time
 
 import pytest
 
-from conftest import APPS, ARCHIVE, MANIFEST, alive, mounted_tmpfs, wait_gone, wait_report
+from conftest import ARCHIVE, MANIFEST, Holder, alive, archive_names, mounted_tmpfs, wait_gone
 
 
 @pytest.fixture
@@ -25,37 +21,8 @@ def remount_empty(mnt):
     assert os.listdir(mnt) == []
 
 
-class Holder:
-    def __init__(self, procs, report, specs):
-        self.report = report
-        self.popen = procs.start(["/usr/bin/python3", str(APPS / "holder.py"), str(report)] + specs,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.pid = self.popen.pid
-        self.procs = procs
-        self.view = self.wait()
-
-    def read(self):
-        v = json.loads(self.report.read_text())
-        if v.get("child"):
-            v["child_fds"] = json.loads((self.report.parent / (self.report.name + ".child")).read_text())
-        return v
-
-    def wait(self, timeout=10):
-        return wait_report(self.read, lambda v: True, "holder %d did not report" % self.pid, timeout)
-
-    def poke(self):
-        self.report.unlink()
-        child = self.report.parent / (self.report.name + ".child")
-        if child.exists():
-            child.unlink()
-        os.kill(self.pid, signal.SIGUSR1)
-        time.sleep(0.1)
-        return self.wait()
-
-
 def names(images):
-    with tarfile.open(images / ARCHIVE) as t:
-        return sorted("/" + n for n in t.getnames())
+    return ["/" + n for n in archive_names(images)]
 
 
 def test_only_files_in_use_on_tmpfs_are_saved(procs, criu, workdir, tmpfs):

@@ -15,13 +15,11 @@ import os
 import shutil
 import signal
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import APPS, alive, wait_gone, wait_report
-from criutree import archive
+from conftest import APPS, alive, read_archive, wait_gone, wait_report
 
 PRIVATE_NS = ["unshare", "--mount", "--propagation", "private"]
 
@@ -105,8 +103,7 @@ def restore_in_private_ns(criu, mount_root, root, *args):
 
 
 def members(images):
-    with tarfile.open(archive(images)) as t:
-        return {m.name: (t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()}
+    return {m.name: data for m, data in read_archive(images)}
 
 
 @pytest.fixture

@@ -1,28 +1,27 @@
-"""Bad values of the --tmp-file options, wherever they come from.
+"""The --tmp-file options, wherever they come from.
 
-On the command line and in a --config file, the dump fails with the option
-and the value named. Over RPC, runc (and any runtime) calls "criu swrk" and names a config file in
-criu_opts.config_file (/etc/criu/runc.conf or the org.criu.config
-annotation). criu parses that file after the request's own fields and
-before the log is set up: a bad tmp-file value there must still fail the
-request with the reason in cr_errmsg and in the log file, and the tree
-must keep running.
+The command line, a --config file, RPC fields, the RPC config file (what
+runc passes in criu_opts.config_file: /etc/criu/runc.conf or the
+org.criu.config annotation) and /etc/criu/default.conf, which every criu
+run on the host reads (LXC and Podman with crun reach criu only through
+it; issue 23). A bad value fails the dump with the option and the value
+named, in the log and in cr_errmsg (over RPC the config file is parsed
+before the log is set up), and the tree keeps running; which source wins;
+"tmp-file-optional PATH" in default.conf saves PATH of the trees that
+have it and dumps the others with a warning, "tmp-file PATH" fails them;
+a dump refused before the freeze logs its reason once. --help and the man
+page.
 """
-import gzip
+import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import CRIU, alive, check_back, mounted_tmpfs, wipe_after_dump
-from criutree import archive, has_archive, request, swrk_call
-
-
-def log_of(images, name):
-    p = images / name
-    return p.read_text(errors="replace") if p.exists() else ""
+from conftest import (BAD_PATHS, CRIU, TREE, alive, archive, archive_names, check_back, dump_and_wipe, has_archive,
+                      kill_tree, log_of, mounted_tmpfs, run_bounded, wait_gone, wipe_after_dump)
+from criutree import request, swrk_call
 
 
 BAD_VALUES = [
@@ -118,8 +117,7 @@ def test_config_file_wins_over_fields_and_paths_add_up(app, criu, workdir, tmpdi
     # gzip from the config file, not "none" from the field.
     with open(archive(criu.images), "rb") as f:
         assert f.read(2) == b"\x1f\x8b"
-    with gzip.open(archive(criu.images)) as g, tarfile.open(fileobj=g) as t:
-        names = set(t.getnames())
+    names = archive_names(criu.images, "r:gz")
     assert str(extra / "only-in-config").lstrip("/") in names
     assert str(app.dir / "state").lstrip("/") in names
 
@@ -129,22 +127,6 @@ def test_config_file_wins_over_fields_and_paths_add_up(app, criu, workdir, tmpdi
     assert resp.success, log_of(criu.images, "restore.log")[-3000:]
     check_back(app, before, log)
     assert (extra / "only-in-config").read_text() == "from the config file\n"
-
-
-@pytest.fixture
-def default_conf():
-    """/etc/criu/default.conf for one test; what was there is put back."""
-    conf = Path("/etc/criu/default.conf")
-    made_dir = not conf.parent.exists()
-    old = conf.read_bytes() if conf.exists() else None
-    conf.parent.mkdir(exist_ok=True)
-    yield conf
-    if old is None:
-        conf.unlink(missing_ok=True)
-    else:
-        conf.write_bytes(old)
-    if made_dir:
-        conf.parent.rmdir()
 
 
 def test_rpc_field_wins_over_the_default_config_file(procs, criu, workdir, tmpdir_tmp, default_conf):
@@ -176,3 +158,109 @@ def test_help_lists_the_options_as_text():
                    "--tmp-file-precopy", "--action-script FILE", "-V|--version"):
         assert option in out, option
     assert out.rstrip().endswith("show version"), out[-200:]
+
+
+def test_config_file_form(app, criu, workdir):
+    conf = workdir / "criu.conf"
+    conf.write_text("tmp-file %s\n" % app.dir)
+    before, state, log = dump_and_wipe(app, criu, "--config", str(conf))
+    assert str(app.dir).lstrip("/") + "/state" in archive_names(criu.images)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    check_back(app, before, log, state)
+
+
+@pytest.mark.parametrize("path, message", BAD_PATHS)
+def test_bad_paths_refused_at_parsing(app, criu, path, message):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", path)
+    assert r.returncode != 0
+    assert message in r.output, r
+    assert alive(app.pid)
+    app.tick()
+
+
+def test_help_and_man_page_mention_the_option():
+    out = run_bounded([CRIU, "--help"], "criu --help", "criu --help").stdout
+    assert "--tmp-file PATH" in out
+    for opt in ("--tmp-file-compress gzip|zstd|none", "--tmp-file-auto", "--tmp-file-limit size"):
+        assert opt in out
+    man = (TREE / "Documentation/criu.txt").read_text()
+    for opt in ("*--tmp-file* 'path'::", "*--tmp-file-compress* *gzip*|*zstd*|*none*::",
+                "*--tmp-file-auto*::", "*--tmp-file-limit* 'size'::"):
+        assert opt in man
+
+
+def test_bad_compression_refused(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-compress", "lz4")
+    assert r.returncode != 0
+    assert "--tmp-file-compress lz4: must be gzip, zstd or none" in r.output, r
+    assert alive(app.pid)
+
+
+def test_optional_path_in_default_conf(default_conf, procs, criu, tmpdir_tmp):
+    data = Path(tmpdir_tmp) / "data"
+    default_conf.write_text("tmp-file-optional %s\n" % data)
+
+    # A tree that has the path: saved, and back after a wipe
+    data.mkdir()
+    (data / "state").write_text("kept across the restore\n")
+    with_data = procs.start(["sleep", "1000"])
+    r = criu.dump(with_data.pid, images=criu.images / "with")
+    assert r.returncode == 0, r
+    with_data.wait(timeout=10)
+    wait_gone(with_data.pid)
+    shutil.rmtree(data)
+    r = criu.restore(images=criu.images / "with")
+    assert r.returncode == 0, r
+    procs.track(with_data.pid)
+    assert (data / "state").read_text() == "kept across the restore\n"
+    kill_tree(with_data.pid)
+    wait_gone(with_data.pid)
+
+    # A tree that does not: dumped without it, and the log says so
+    shutil.rmtree(data)
+    without = procs.start(["sleep", "1000"])
+    r = criu.dump(without.pid, images=criu.images / "without")
+    assert r.returncode == 0, r
+    assert "--tmp-file-optional %s: the dumped tree has no such path, it is not saved" % data in r.log
+    without.wait(timeout=10)
+    wait_gone(without.pid)
+    r = criu.restore(images=criu.images / "without")
+    assert r.returncode == 0, r
+    procs.track(without.pid)
+    assert not data.exists()
+    kill_tree(without.pid)
+
+    # criu check reads the same file and is not disturbed by the line
+    r = run_bounded([CRIU, "check"], "criu check", "criu check with a shared default.conf")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_required_path_in_default_conf_fails_other_trees(default_conf, procs, criu, tmpdir_tmp):
+    """The reason for the option: with "tmp-file", a tree without the path
+    fails, naming it, and keeps running."""
+    data = Path(tmpdir_tmp) / "data"
+    default_conf.write_text("tmp-file %s\n" % data)
+    tree = procs.start(["sleep", "1000"])
+    r = criu.dump(tree.pid)
+    assert r.returncode != 0
+    assert "--tmp-file %s: can't save it: No such file or directory" % data in r.log, r
+    assert alive(tree.pid)
+
+
+def test_refused_dump_logs_one_error(procs, criu, tmpdir_tmp):
+    """A dump refused before the tree is seized: the reason, then "Dumping
+    FAILED", and no error about detaching from a task never seized."""
+    tree = procs.start(["sleep", "1000"])
+    missing = Path(tmpdir_tmp) / "missing"
+    r = criu.dump(tree.pid, "--tmp-file", str(missing))
+    assert r.returncode != 0
+    errors = [ln for ln in r.log.splitlines() if "Error (" in ln and "RLIMIT_NOFILE" not in ln]
+    assert len(errors) == 2, errors
+    assert "--tmp-file %s: can't save it" % missing in errors[0]
+    assert "Dumping FAILED" in errors[1]
+    assert "Unable to detach" not in r.log
+    assert alive(tree.pid)
+    assert os.readlink("/proc/%d/exe" % tree.pid).endswith("sleep")

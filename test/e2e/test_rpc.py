@@ -7,23 +7,12 @@ import glob
 import os
 import shutil
 import subprocess
-import tarfile
 
 import pytest
 
-from conftest import BAD_PATHS, CRIU, TREE, alive, check_back, make_files, run_bounded, wipe_after_dump
-from criutree import archive, has_archive, pycriu, pycriu_call, request, rpc, swrk_call
-from test_auto import Holder
-
-
-def member(images, path):
-    with tarfile.open(archive(images)) as t:
-        return t.extractfile(str(path).lstrip("/")).read()
-
-
-def log_of(images, name):
-    p = images / name
-    return p.read_text(errors="replace") if p.exists() else ""
+from conftest import (BAD_PATHS, CRIU, TREE, Holder, alive, archive, archive_member, archive_names, check_back,
+                      has_archive, log_of, make_files, run_bounded, wipe_after_dump)
+from criutree import pycriu, pycriu_call, request, rpc, swrk_call
 
 
 def pycriu_client(images, log):
@@ -74,7 +63,7 @@ def test_pycriu_dump_restore(app, criu):
     before = app.tick()
 
     pycriu_ok(criu.images, "dump.log", "dump", pid=app.pid, tmp_files=[str(app.dir)])
-    assert member(criu.images, app.dir / "app.conf") == b"mode=fast\n"
+    assert archive_member(criu.images, app.dir / "app.conf") == b"mode=fast\n"
     log = wipe_after_dump(app)
 
     resp = pycriu_ok(criu.images, "restore.log", "restore")
@@ -93,7 +82,7 @@ def test_rpc_config_file(app, criu, workdir):
                                      config_file=str(conf)), criu.images)
     assert resp.success, log_of(criu.images, "dump.log")
     assert status == 0
-    assert member(criu.images, app.dir / "state")[:4] == b"HEAD"
+    assert archive_member(criu.images, app.dir / "state")[:4] == b"HEAD"
     log = wipe_after_dump(app)
 
     resp, status = swrk_call(request("RESTORE", "restore.log"), criu.images)
@@ -151,8 +140,7 @@ def test_rpc_10000_paths(app, criu, tmpdir_tmp):
     assert size > 212992
     resp, status = swrk_call(req, criu.images, sndbuf=2 * size)
     assert resp.success, log_of(criu.images, "dump.log")[-3000:]
-    with tarfile.open(archive(criu.images)) as t:
-        names = set(t.getnames())
+    names = set(archive_names(criu.images))
     assert all(p.lstrip("/") in names for p in paths)
     log = wipe_after_dump(app)
     shutil.rmtree(many)

@@ -1,18 +1,24 @@
-"""Hostile image directories: each made by hand from a good dump, each refused.
+"""Images that lie: each made by hand from a good dump, each refused.
 
-CRIU restores as root, and an image directory may come from anywhere. Each
-case edits the archive or the manifest of a real dump, then restores: the
-restore must fail with a clear error before any task is created, and
-nothing on the restore target, nor in a scratch directory the edits aim
-at, may change.
+CRIU restores as root, and an image directory may come from anywhere.
+Each case edits the archive or the manifest of a real dump, then
+restores: the restore must fail with a clear error before any task is
+created, and nothing on the restore target, nor in a scratch directory
+the edits aim at, may change. Also: a member outside the saved paths, an
+archive that does not match its manifest, a member of a type the manifest
+cannot describe (GNU tar extracts a "contiguous" member, type '7', as a
+regular file: issue 20), a truncated or bit-flipped archive.
 """
 import os
+import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from conftest import ARCHIVE, MANIFEST, rewrite_archive, snapshot, wait_gone
+from conftest import ARCHIVE, MANIFEST, dump_sleeper, rewrite_archive, snapshot, wait_gone
 from criutree import pycriu
+
 
 def member(name, data=b"", **kw):
     m = tarfile.TarInfo(name)
@@ -224,3 +230,163 @@ def test_hostile_image_is_refused(app, criu, tmpdir_tmp, edit, message):
     # No task was created: the pid never came back.
     wait_gone(app.pid)
     assert "Forking task with" not in r.log
+
+
+def test_member_outside_saved_paths_is_refused(app, criu, tmpdir_tmp):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    victim = tmpdir_tmp / "victim"
+    victim.write_text("original\n")
+    def plant(members):
+        m = tarfile.TarInfo(str(victim).lstrip("/"))
+        m.size = 6
+        return members + [(m, b"owned\n")]
+
+    rewrite_archive(criu.images, plant)
+    # Something to restore: with every entry in place the archive is not read
+    (app.dir / "app.conf").write_text("mode=changed\n")
+    before = snapshot(app.dir)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    # A member the manifest does not have: refused from its header, before its data reaches tar
+    assert "victim, which is not in its manifest: refusing to extract it" in r.output, r
+    assert victim.read_text() == "original\n"
+    assert snapshot(app.dir) == before
+
+
+def grow(members):
+    for m, data in members:
+        if m.name.endswith("app.conf"):
+            data = data + b"evil=1\n"
+            m.size = len(data)
+        yield m, data
+
+
+def setuid(members):
+    for m, data in members:
+        if m.name.endswith("app.conf"):
+            m.mode |= 0o4000
+        yield m, data
+
+
+def extra(members):
+    yield from members
+    m, data = next((m, d) for m, d in members if m.name.endswith("app.conf"))
+    m2 = tarfile.TarInfo(m.name.replace("app.conf", "planted"))
+    m2.size, m2.mtime = len(data), m.mtime
+    yield m2, data
+
+
+def missing(members):
+    return [(m, d) for m, d in members if not m.name.endswith("app.conf")]
+
+
+def renamed(members):
+    """As many members and bytes as the manifest says: caught once extracted."""
+    for m, data in members:
+        if m.name.endswith("app.conf"):
+            m.name = m.name.replace("app.conf", "planted")
+        yield m, data
+
+
+def resized(members):
+    """The same total, one file longer and another shorter."""
+    for m, data in members:
+        if m.name.endswith("app.conf"):
+            data = data + b"evil=1\n"
+        elif m.name.endswith("/state"):
+            data = data[:-7]
+        m.size = len(data) if data is not None else m.size
+        yield m, data
+
+
+@pytest.mark.parametrize("change, message", [
+    (grow, "refusing to extract it"),
+    (setuid, "does not match its manifest at {dir}/app.conf (mode)"),
+    (extra, "refusing to extract it"),
+    (missing, "lacks {dir}/app.conf, which is in its manifest"),
+    (renamed, "has {dir}/planted, which is not in its manifest"),
+    (resized, "that does not match its manifest (size)"),
+])
+def test_archive_not_matching_its_manifest_is_refused(app, criu, change, message):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    rewrite_archive(criu.images, change)
+    shutil.rmtree(app.dir)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert message.format(dir=app.dir) in r.output, r
+    assert "refusing to restore" in r.output or "refusing to extract it" in r.output
+    assert not app.dir.exists()
+    wait_gone(app.pid)
+
+
+def test_contiguous_member_is_refused(procs, criu, tmpdir_tmp):
+    """A member of type '7' (contiguous), which GNU tar extracts as a
+    regular file, made 4 MiB where the manifest allows 6 bytes."""
+    app = Path(tmpdir_tmp) / "app"
+    app.mkdir()
+    (app / "f").write_text("saved\n")
+    dump_sleeper(procs, criu, app)
+    shutil.rmtree(app)
+
+    def contiguous(members):
+        out = []
+        for m, data in members:
+            if m.isfile():
+                m.type = tarfile.CONTTYPE
+                data = b"x" * (4 << 20)
+                m.size = len(data)
+            out.append((m, data))
+        return out
+    rewrite_archive(criu.images, contiguous)
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "as a member of type '7' that does not match its manifest (type)" in r.log, r.log[-3000:]
+    assert not app.exists()
+
+
+def damage_truncate(path):
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size // 2)
+
+
+def damage_flip(path):
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 16):
+        data[i] ^= 0xff
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [damage_truncate, damage_flip])
+def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
+    with open(app.dir / "bulk", "wb") as f:
+        f.write(os.urandom(256 << 10))
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    damage(criu.images / ARCHIVE)
+
+    # What is on disk now must survive the failed restore untouched.
+    (app.dir / "app.conf").write_text("mode=current\n")
+    (app.dir / "bulk").unlink()
+    before = snapshot(app.dir)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    # tar or gzip notice the damage, or, when a flip lands in file data that
+    # gzip leaves unchecked (tar stops reading at its end marker), the
+    # manifest's checksum does.
+    assert ("The --tmp-file archive tmp-files.tar.img is damaged" in r.output or
+            "does not match its manifest at %s (content checksum)" % (app.dir / "bulk") in r.output), r
+    wait_gone(app.pid)  # the task criu forked is gone
+    assert snapshot(app.dir) == before
+    assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]

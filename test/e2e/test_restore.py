@@ -1,0 +1,310 @@
+"""A --tmp-file restore puts the saved files back before the tree runs.
+
+The #65 scenario (log on stdout, a state file open read-write at an
+offset, a config reread by path) after the directory is wiped; a restore
+in a new mount namespace with an empty tmpfs on /tmp; --leave-running and
+restoring twice; a changed file replaced by the dumped one.
+
+Issue 22: a restore where nothing was wiped checks before extracting:
+every saved entry still in place as saved (type, owner, mode, size,
+mtime, content, xattrs, link target) is kept, inode and all, and when all
+are, the archive is not read at all.
+
+And when it cannot: a fault in placement, a nearly full tmpfs, a missing
+decompressor change nothing and say why; a stale staging directory is
+removed, one in use is not; the stage is next to the saved path, in the
+nearest root-only directory.
+"""
+import os
+import signal
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import (ARCHIVE, CRIU_OUTSIDE_TMP, App, check_back, dump_and_wipe, dump_sleeper, kill_tree,
+                      mounted_tmpfs, snapshot, wait_gone)
+
+
+
+def test_issue65_scenario(app, criu):
+    before, state, log = dump_and_wipe(app, criu, "--tmp-file", str(app.dir))
+    assert not app.dir.exists()
+
+    r = criu.restore()
+    assert r.returncode == 0, r
+    # One pass over the data: each file's checksum taken while tar extracted the next
+    assert "(0 file(s) read again for their checksum)" in r.log
+    check_back(app, before, log, state)
+
+
+def test_restore_in_new_mount_ns_with_empty_tmp(app, criu):
+    """Like a host that never had the files: /tmp is a fresh empty tmpfs."""
+    before, state, log = dump_and_wipe(app, criu, "--tmp-file", str(app.dir))
+    wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount -t tmpfs tmpfs /tmp && test -z "$(ls -A /tmp)" && exec "$0" "$@"']
+    criu.binary = CRIU_OUTSIDE_TMP  # the checkout may be under /tmp
+    r = criu.restore(wrapper=wrapper)
+    assert r.returncode == 0, r
+    # The files exist in the restored task's namespace only.
+    assert not app.dir.exists()
+    root = "/proc/%d/root" % app.pid
+    assert os.path.exists(root + str(app.dir / "app.conf"))
+    app.restored()
+    after = app.tick()
+    assert after["conf"] == "mode=fast\n"
+    assert after["ticks"] == before["ticks"] + 1
+    with open(root + str(app.dir / "app.log")) as f:
+        assert f.read() == log + "tick %d\n" % after["ticks"]
+
+
+def test_leave_running_then_restore_twice(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--leave-running", "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    # The app changes its files only when it ticks: these are the files at the dump
+    at_dump = {n: (app.dir / n).read_bytes() for n in ("state", "app.log", "app.conf")}
+    dumped = app.tick()  # still running after the dump: the files change
+    later = (app.dir / "state").read_bytes()
+    assert later != at_dump["state"]
+    app.popen.kill()
+    app.wait_dead()
+
+    for attempt in range(2):
+        shutil.rmtree(app.dir)
+        r = criu.restore()
+        assert r.returncode == 0, (attempt, r)
+        app.restored()
+        # The files as they were at the dump, not as the app left them later
+        assert {n: (app.dir / n).read_bytes() for n in at_dump} == at_dump, attempt
+        after = app.tick()
+        # Back at the dump point: the tick after it is repeated, and writes
+        # the same record at the same offset as after the dump.
+        assert after["ticks"] == dumped["ticks"]
+        assert (app.dir / "state").read_bytes() == later
+        os.kill(app.pid, signal.SIGKILL)
+        wait_gone(app.pid)
+
+
+def test_changed_file_is_replaced_by_dumped_version(app, criu):
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    (app.dir / "app.conf").write_text("mode=changed-after-dump, much longer\n")
+    (app.dir / "extra").write_text("not in the image\n")
+
+    r = criu.restore()
+    assert r.returncode == 0, r
+    app.restored()
+    assert app.tick()["conf"] == "mode=fast\n"
+    assert (app.dir / "app.conf").read_text() == "mode=fast\n"
+    # Files the image does not have are left alone.
+    assert (app.dir / "extra").read_text() == "not in the image\n"
+    # No temporary or staging names are left behind.
+    assert sorted(os.listdir(app.dir)) == ["app.conf", "app.log", "extra", "state"]
+    assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
+
+
+def make_app(d):
+    app = Path(d) / "app"
+    (app / "sub").mkdir(parents=True)
+    for i in range(50):
+        (app / "sub" / ("f%02d" % i)).write_bytes(os.urandom(4096))
+    (app / "link").symlink_to("sub/f00")
+    os.mkfifo(app / "fifo")
+    os.setxattr(app / "sub" / "f01", "user.tag", b"v1")
+    return app
+
+
+def inodes(app):
+    return {str(p): (os.lstat(p).st_ino, os.lstat(p).st_mtime_ns) for p in sorted(app.rglob("*"))}
+
+
+def test_nothing_wiped_reads_no_archive(procs, criu, tmpdir_tmp):
+    app = make_app(tmpdir_tmp)
+    pid = dump_sleeper(procs, criu, app)
+    before = inodes(app)
+    # The archive is not needed: damage it
+    (Path(criu.images) / ARCHIVE).write_bytes(b"not an archive")
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    assert "54 entries kept as they were, 0 written: every saved entry is in place, the archive is not read" \
+        in r.log, [ln for ln in r.log.splitlines() if "tmp-files" in ln]
+    assert inodes(app) == before
+    assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu-tmp-files.")]
+
+
+def test_one_changed_entry_extracts(procs, criu, tmpdir_tmp):
+    """One file's xattr changed, one file's content changed with its mtime
+    put back: each is found, and the archive is extracted; the others
+    keep their inodes."""
+    app = make_app(tmpdir_tmp)
+    pid = dump_sleeper(procs, criu, app)
+    saved = (app / "sub" / "f02").read_bytes()
+    st = os.stat(app / "sub" / "f02")
+    with open(app / "sub" / "f02", "r+b") as f:
+        f.write(b"X" * 16)
+    os.utime(app / "sub" / "f02", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.setxattr(app / "sub" / "f01", "user.tag", b"v2")
+    kept = os.stat(app / "sub" / "f03").st_ino
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    assert "Not every saved entry is in place as saved (first: %s)" % (app / "sub" / "f01") in r.log, r.log[-3000:]
+    assert (app / "sub" / "f02").read_bytes() == saved
+    assert os.getxattr(app / "sub" / "f01", "user.tag") == b"v1"
+    assert os.stat(app / "sub" / "f03").st_ino == kept
+
+
+def test_wiped_extracts(procs, criu, tmpdir_tmp):
+    app = make_app(tmpdir_tmp)
+    content = {str(p): p.read_bytes() for p in (app / "sub").iterdir()}
+    pid = dump_sleeper(procs, criu, app)
+    shutil.rmtree(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    assert "Not every saved entry is in place as saved (first: %s)" % app in r.log
+    assert {str(p): p.read_bytes() for p in (app / "sub").iterdir()} == content
+    assert os.readlink(app / "link") == "sub/f00"
+
+
+def test_fault_in_placement_changes_nothing(app, criu):
+    for i in range(10):
+        (app.dir / ("f%d" % i)).write_text("dumped %d\n" % i)
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    for i in range(0, 10, 2):
+        (app.dir / ("f%d" % i)).write_text("current %d\n" % i)
+    for i in range(1, 10, 2):
+        (app.dir / ("f%d" % i)).unlink()
+    before = snapshot(app.dir)
+
+    r = criu.restore(env=dict(os.environ, CRIU_FAULT="8"))
+    assert r.returncode != 0
+    assert "Fault injected: placing" in r.output, r
+    assert "Nothing of the --tmp-file archive was restored" in r.output
+    assert snapshot(app.dir) == before
+    wait_gone(app.pid)  # the task criu forked is gone
+
+
+def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, tmpdir_tmp):
+    mnt = tmpdir_tmp / "small"
+    with mounted_tmpfs(mnt, "2m"):
+        app = App(procs, mnt / "app", workdir / "report.json")
+        app.prepare()
+        (app.dir / "big").write_bytes(os.urandom(900 << 10))
+        app.start()
+        r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+        assert r.returncode == 0, r
+        app.wait_dead()
+        # The files are still there but changed, and the tmpfs is nearly full.
+        (app.dir / "big").write_bytes(b"current big\n")
+        (app.dir / "app.conf").write_text("mode=current\n")
+        (mnt / "filler").write_bytes(b"f" * (1500 << 10))
+        before = snapshot(mnt)
+
+        r = criu.restore()
+        assert r.returncode != 0
+        # The stage is on the tmpfs too (the nearest root-only directory):
+        # tar runs out of space there, before anything is placed.
+        assert "No space left on device" in r.output, r
+        assert "no file was restored" in r.output
+        assert snapshot(mnt) == before
+        wait_gone(app.pid)
+
+
+def test_missing_decompressor_at_restore_is_named(app, criu, workdir):
+    """A zstd archive, and no zstd in criu's PATH at restore: the error
+    names the program; it is not called a damaged archive."""
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir), "--tmp-file-compress", "zstd")
+    assert r.returncode == 0, r
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+    bindir = workdir / "bin"
+    bindir.mkdir()
+    for prog in ("tar", "gzip"):
+        os.symlink(shutil.which(prog), bindir / prog)
+    r = criu.restore(env=dict(os.environ, PATH=str(bindir)))
+    assert r.returncode != 0
+    assert ('Restoring the --tmp-file archive: zstd compression needs zstd, but "zstd" failed to compress '
+            "nothing (is it in PATH?)") in r.log, r.log[-3000:]
+    assert "damaged" not in r.log
+    assert not app.dir.exists()
+
+
+def deep_tree(top, depth=50):
+    """A tree whose deepest path is longer than PATH_MAX (4096)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(depth):
+            name = "d%02d" % i + "x" * 97
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        with open(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w") as f:
+            f.write("deep\n")
+    finally:
+        os.close(fd)
+
+
+def test_stale_staging_directory_is_removed_and_one_in_use_is_not(app, criu, procs):
+    """A restore killed midway leaves its staging directory (mode 0700, in
+    the nearest root-only directory above the saved path): the next
+    restore there removes it, even with paths longer than PATH_MAX, but
+    not one that a running restore holds locked."""
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+
+    where = app.dir.parent
+    stale = where / ".criu-tmp-files.1.dead"
+    busy = where / ".criu-tmp-files.2.busy"
+    for d in (stale, busy):
+        d.mkdir(mode=0o700)
+        deep_tree(d)
+    # A restore in progress holds its staging directory with flock()
+    holder = procs.start(["flock", "--exclusive", str(busy), "sleep", "1000"])
+    try:
+        deadline = time.time() + 10
+        while subprocess.run(["flock", "--nonblock", "--exclusive", str(busy), "true"]).returncode == 0:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        r = criu.restore()
+        assert r.returncode == 0, r
+        app.restored()
+        assert "Removing .criu-tmp-files.1.dead, left by a restore that did not finish" in r.log
+        assert not stale.exists()
+        assert busy.exists()
+        assert not [n for n in os.listdir(where) if n.startswith(".criu-tmp-files.") and n != busy.name]
+    finally:
+        kill_tree(holder.pid)
+        subprocess.run(["rm", "-rf", str(stale), str(busy)])
+
+
+def test_stage_next_to_a_root_directory_restores(procs, criu, tmpdir_tmp):
+    """The legitimate case: a saved path in a root-owned directory
+    restores, and the log says where it staged (nearest root-only
+    directory on the way, on the saved path's filesystem)."""
+    app = Path(tmpdir_tmp) / "app"
+    app.mkdir()
+    (app / "f").write_text("saved\n")
+    sleeper_pid = dump_sleeper(procs, criu, app)
+    shutil.rmtree(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(sleeper_pid)
+    assert (app / "f").read_text() == "saved\n"
+    assert "Staging the --tmp-file archive in %s/.criu-tmp-files." % tmpdir_tmp in r.log, r.log[-3000:]
+    kill_tree(sleeper_pid)
