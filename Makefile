@@ -127,8 +127,8 @@ asan: deps
 # run: LSAN_OPTIONS=exitcode=0); but then a criu that cannot open its
 # report file (a test's read-only root) exits 0 whatever it did.
 ASAN_REPORTS := $(ASAN_TREE)/reports
-ASAN_TESTS   ?= test_tmp_file.py test_safety.py test_fidelity.py test_precopy.py test_hostile.py test_attacks.py \
-		test_threats.py test_in_place.py test_options.py
+ASAN_TESTS   ?= test_options.py test_dump.py test_restore.py test_fidelity.py test_precopy.py test_bad_images.py \
+		test_attacks_user.py test_attacks_tree.py
 ASAN_LEAKS   ?= 0
 asan-test: asan
 	@rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)

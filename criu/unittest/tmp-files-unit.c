@@ -499,7 +499,7 @@ static void test_xxh64(void)
 
 /*
  * content_xxh64 (images/tmp-file.proto) of 200,000 bytes of the pattern
- * whose second 64 KiB block is zeros, computed by test_safety.py's
+ * whose second 64 KiB block is zeros, computed by test_dump.py's
  * content_xxh64() with python3-xxhash; of nothing; of 70,000 zeros.
  */
 #define CONTENT_SUM	  0x7fdd79e883200c0aULL

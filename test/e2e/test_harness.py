@@ -292,7 +292,7 @@ def test_a_hanging_criu_fails_make_test_within_its_limit(workdir, hanging_criu, 
     t0 = time.monotonic()
     r = run_bounded(["make", "-s", "--no-print-directory", "e2e", "CRIU=%s" % hanging_criu,
                      "E2E_LIMIT=" + e2e_limit,
-                     "PYTEST_ARGS=test/e2e/test_tmp_file.py -k issue65 -x -p no:randomly"],
+                     "PYTEST_ARGS=test/e2e/test_restore.py -k issue65 -x -p no:randomly"],
                     "make e2e", "make e2e with a criu that hangs", timeout=300, env=env, cwd=ROOT)
     assert r.returncode != 0
     assert time.monotonic() - t0 < 240
