@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from conftest import CRIU, TREE, TimeLimit
-from conftest import archive  # noqa: F401  (test_runc.py takes it from here)
 
 LIBCRIU = TREE / "lib/c/libcriu.so"
 

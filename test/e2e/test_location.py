@@ -17,7 +17,6 @@ Every step is bounded (run_bounded); the clones are removed at teardown.
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from criutree import archive
-from conftest import alive, log_tail
+from conftest import alive, archive, log_tail
 from containers import RESTORE_ERROR, Runc, TICKER, assert_carries_on, checkpoint_ok, have_runc, restore_ok, wipe
 
 pytestmark = pytest.mark.skipif(not have_runc(), reason="runc or busybox-static missing: run scripts/install-deps.sh")

@@ -1,7 +1,7 @@
 """Upstream behaviour without --tmp-file: the record of the problem."""
 import shutil
 
-from conftest import alive, wait_gone
+from conftest import wait_gone
 
 
 def test_dump_restore_keeps_offsets(app, criu):
