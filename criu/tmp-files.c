@@ -43,6 +43,10 @@
 #include "string.h"
 #include "mount-v2.h"
 #include "tmp-files.h"
+#include "tmp-files-auto.h"
+#include "tmp-files-manifest.h"
+#include "tmp-files-place.h"
+#include "tmp-files-precopy.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -78,38 +82,6 @@ static int compressor_index(const char *name)
 		if (!strcmp(name, compressors[i].name))
 			return i;
 	return -1;
-}
-
-/*
- * Write into out (as long as path) the absolute path without empty or "."
- * components; "" for "/". ".." is refused: a path must mean the same file
- * at dump and restore. So is a relative path, whose result ("a" -> "/a")
- * would not fit.
- */
-int tmp_files_normalise_path(const char *path, char *out)
-{
-	const char *p = path;
-
-	if (*p != '/')
-		return -1;
-
-	while (*p) {
-		size_t len;
-
-		while (*p == '/')
-			p++;
-		len = strcspn(p, "/");
-		if (len == 2 && p[0] == '.' && p[1] == '.')
-			return -1;
-		if (len && !(len == 1 && p[0] == '.')) {
-			*out++ = '/';
-			memcpy(out, p, len);
-			out += len;
-		}
-		p += len;
-	}
-	*out = '\0';
-	return 0;
 }
 
 /*
@@ -238,12 +210,6 @@ static const struct compressor *compressor(void)
 	return &compressors[compressor_index(opts.tmp_files_compress)];
 }
 
-/* --tmp-file-auto: files found while the tree's files are dumped */
-struct auto_file {
-	struct tmp_file tf; /* first: made by new_tmp_file() */
-	off_t size;
-};
-
 /*
  * The state of one dump, from tmp_files_prepare_dump() (before the
  * freeze) to tmp_files_compress_after_dump() (after the resume): the
@@ -252,64 +218,13 @@ struct auto_file {
 static struct tmp_files_dump {
 	int names_fd; /* member names for tar --null --files-from */
 	struct tmp_files_set set;
-	struct list_head auto_files;
-	size_t nr_auto_files;
-	size_t auto_files_size;
 	struct tmp_files_precopy *pc; /* --tmp-file-precopy: the pass before the freeze */
 	int archive_fd;		      /* with pc: the archive it made, read-write */
 	bool archived;		      /* the archive and the manifest are written */
 } dump = {
 	.names_fd = -1,
 	.archive_fd = -1,
-	.auto_files = LIST_HEAD_INIT(dump.auto_files),
 };
-
-static char **tar_create_argv(bool listed, bool frozen);
-
-/* Sort with '/' before any other byte, so "/a/b" follows "/a" directly */
-int tmp_files_path_cmp(const void *a, const void *b)
-{
-	const unsigned char *x = *(const unsigned char **)a;
-	const unsigned char *y = *(const unsigned char **)b;
-
-	while (*x && *x == *y) {
-		x++;
-		y++;
-	}
-	if (*x == *y)
-		return 0;
-	if (*x == '/')
-		return *y ? -1 : 1;
-	if (*y == '/')
-		return *x ? 1 : -1;
-	return *x - *y;
-}
-
-/* The first of the sorted paths that does not sort before path */
-size_t tmp_files_paths_lower_bound(char **paths, size_t nr, const char *path)
-{
-	size_t lo = 0, hi = nr;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (tmp_files_path_cmp(&paths[mid], &path) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* Is path one of the sorted paths, or inside one? */
-bool tmp_files_in_paths(char **paths, size_t nr, const char *path)
-{
-	size_t i = tmp_files_paths_lower_bound(paths, nr, path);
-
-	if (i < nr && !strcmp(paths[i], path))
-		return true;
-	return i > 0 && issubpath(path, paths[i - 1]);
-}
 
 /*
  * Run argv with nothing on stdin; its output goes into buf (if given).
@@ -363,95 +278,15 @@ static int check_programs(const struct compressor *c, bool restore)
 	return 0;
 }
 
-static int add_exclude(const char *path)
-{
-	int i;
-
-	for (i = 0; i < dump.set.nr_excludes; i++)
-		if (!strcmp(dump.set.excludes[i] + strlen("--exclude="), path + 1))
-			return 0;
-	if (xrealloc_safe(&dump.set.excludes, (dump.set.nr_excludes + 2) * sizeof(*dump.set.excludes)))
-		return -1;
-	dump.set.excludes[dump.set.nr_excludes] = xsprintf("--exclude=%s", path + 1);
-	if (!dump.set.excludes[dump.set.nr_excludes])
-		return -1;
-	dump.set.excludes[++dump.set.nr_excludes] = NULL;
-	pr_info("%s is the images or work directory: not archived\n", path);
-	return 0;
-}
-
-static int open_in_tree(int root_fd, const char *path, int flags)
-{
-	struct open_how how = {
-		.flags = flags | O_CLOEXEC,
-		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-	};
-
-	return sys_openat2(root_fd, *path ? path : ".", &how, sizeof(how));
-}
-
-/*
- * The images and work directories may be inside a saved directory, seen
- * there under any name (a container's bind mount of a host directory):
- * look for them by identity in the saved directories, before the tree is
- * frozen. Names are read first, then the subdirectories are opened again
- * from the root, so that only two fds are open at any depth.
- */
-static int find_excludes(int root_fd, const char *path, const struct stat *ids, int nr_ids)
-{
-	char **names = NULL;
-	size_t nr = 0, i;
-	struct dirent *de;
-	struct stat st;
-	int fd, ret = 0;
-	DIR *d;
-
-	fd = open_in_tree(root_fd, path + 1, O_RDONLY | O_DIRECTORY);
-	if (fd < 0 || fstat(fd, &st)) {
-		close_safe(&fd);
-		return 0; /* changed since it was listed: tar and the manifest say so */
-	}
-	for (i = 0; i < nr_ids; i++) {
-		if (st.st_dev == ids[i].st_dev && st.st_ino == ids[i].st_ino) {
-			close(fd);
-			return add_exclude(path);
-		}
-	}
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -1;
-	}
-	while (!ret && (de = readdir(d))) {
-		if (dir_dots(de) || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
-			continue;
-		ret = xrealloc_safe(&names, (nr + 1) * sizeof(*names));
-		if (!ret && !(names[nr++] = xsprintf("%s/%s", path, de->d_name)))
-			ret = -1;
-	}
-	closedir(d);
-	for (i = 0; i < nr; i++) {
-		if (!ret)
-			ret = find_excludes(root_fd, names[i], ids, nr_ids);
-		xfree(names[i]);
-	}
-	xfree(names);
-	return ret;
-}
-
 static int set_excludes(int root_fd)
 {
 	struct stat ids[2];
-	size_t i;
 
 	if (fstat(get_service_fd(IMG_FD_OFF), &ids[0]) || stat(".", &ids[1])) {
 		pr_perror("Can't stat the images or work directory");
 		return -1;
 	}
-	for (i = 0; i < dump.set.nr; i++)
-		if (find_excludes(root_fd, dump.set.paths[i], ids, 2))
-			return -1;
-	return 0;
+	return tmp_files_find_excludes(&dump.set, root_fd, ids, 2);
 }
 
 /*
@@ -467,11 +302,11 @@ static int stat_saved_path(int root_fd, const char *path, bool optional, struct 
 	char *dir;
 	int fd, ret = -1;
 
-	dir = xsprintf("%.*s", max_t(int, slash - path - 1, 0), path + 1);
+	dir = tmp_files_dirname(path);
 	if (!dir)
 		return -1;
 	/* Without O_DIRECTORY: a symlink on the way is then ELOOP, not ENOTDIR */
-	fd = open_in_tree(root_fd, dir, O_PATH);
+	fd = tmp_files_open_beneath(root_fd, dir, O_PATH);
 	if (fd < 0 && errno == ELOOP) {
 		pr_err("--tmp-file %s: the path goes through a symlink in the dumped tree; name the path it leads to\n",
 		       path);
@@ -533,13 +368,15 @@ static int tar_userns(pid_t pid)
  * --tmp-file-precopy, before the freeze: tar archives every entry by name
  * while the tree runs (tmp-files-precopy.c). It exits with 1 when a file
  * changed while it read it, which is no error here: the frozen pass
- * archives such a file again.
+ * archives such a file again. cr_system_userns() runs it in the tree's
+ * user namespace, and CRS_EXIT_STATUS has it say which status tar exited
+ * with.
  */
 static int precopy(pid_t root_pid)
 {
 	const char *name = imgset_template[CR_FD_TMP_FILES].fmt;
-	char **argv = NULL, **sh = NULL;
-	int userns, n, ret = -1;
+	char **argv;
+	int userns, ret = -1;
 
 	userns = tar_userns(root_pid);
 	if (!userns || ftruncate(dump.names_fd, 0) || rewind_names())
@@ -556,21 +393,18 @@ static int precopy(pid_t root_pid)
 		return -1;
 	}
 
-	argv = tar_create_argv(true, false);
-	for (n = 0; argv && argv[n]; n++)
-		;
-	sh = argv ? xmalloc((n + 4) * sizeof(*sh)) : NULL;
-	if (sh) {
-		sh[0] = "sh";
-		sh[1] = "-c";
-		sh[2] = "tar \"$@\"; [ $? -le 1 ]";
-		memcpy(sh + 3, argv, (n + 1) * sizeof(*sh)); /* argv[0] is $0 */
-		ret = cr_system_userns(dump.names_fd, dump.archive_fd, -1, "sh", sh, 0, userns);
-		if (ret)
-			pr_err("Can't archive the --tmp-file paths before the freeze: tar failed (see above)\n");
+	argv = tmp_files_tar_create_argv(&dump.set, true, false);
+	if (argv) {
+		ret = cr_system_userns(dump.names_fd, dump.archive_fd, -1, "tar", argv, CRS_CAN_FAIL | CRS_EXIT_STATUS,
+				       userns);
+		if (ret == 1) {
+			ret = 0;
+		} else if (ret) {
+			pr_err("Can't archive the --tmp-file paths before the freeze: tar failed (%d, see above)\n", ret);
+			ret = -1;
+		}
 	}
 	ret = ret ?: tmp_files_precopy_done(dump.pc, dump.archive_fd);
-	xfree(sh);
 	xfree(argv);
 	if (ret)
 		drop_precopy(true);
@@ -685,6 +519,7 @@ int tmp_files_prepare_dump(pid_t root_pid)
 
 	ret = set_excludes(root_fd) ?: check_programs(compressor(), false);
 	close(root_fd);
+	tmp_files_auto_start(&dump.set);
 	if (!ret && opts.tmp_files_precopy && dump.set.nr)
 		ret = precopy(root_pid);
 	return ret;
@@ -694,143 +529,10 @@ err:
 	return -1;
 }
 
-/*
- * Called for every regular file the tree has open or mapped. A file on a
- * tmpfs is lost at reboot, unless CRIU saves the tmpfs itself (it does for
- * the mounts of a dumped mount namespace). Unlinked files are ghost files.
- */
-int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct stat *st)
+static const char *precopy_changed(void *pc, const char *path, const struct stat *st, uint64_t *sum,
+				   TmpFileEntry *e)
 {
-	struct auto_file *af;
-	char full[PATH_MAX];
-	struct stat now;
-
-	if (!opts.tmp_files_auto || !S_ISREG(st->st_mode) || st->st_nlink == 0)
-		return 0;
-	if (mi->fstype->code != FSTYPE__TMPFS || (root_ns_mask & CLONE_NEWNS))
-		return 0;
-	if (tmp_files_in_paths(dump.set.paths, dump.set.nr, path))
-		return 0;
-	list_for_each_entry(af, &dump.auto_files, tf.list)
-		if (!strcmp(af->tf.path, path))
-			return 0;
-
-	/* The path must still lead to this very file */
-	snprintf(full, sizeof(full), "%s%s", dump.set.proc_root, path);
-	if (stat(full, &now) || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
-		pr_info("--tmp-file-auto: %s is no longer at its path, not saved\n", path);
-		return 0;
-	}
-
-	af = (struct auto_file *)new_tmp_file(path, sizeof(*af), &dump.auto_files);
-	if (!af)
-		return -1;
-	af->size = st->st_size;
-	dump.nr_auto_files++;
-	dump.auto_files_size += st->st_size;
-	pr_info("--tmp-file-auto: saving %s (%lld bytes): in use by the tree, on the tmpfs at %s\n", path,
-		(long long)st->st_size, mi->ns_mountpoint);
-	return 0;
-}
-
-/* Largest first */
-static int auto_file_size_cmp(const void *a, const void *b)
-{
-	const struct auto_file *x = *(const struct auto_file **)a, *y = *(const struct auto_file **)b;
-
-	if (x->size == y->size)
-		return 0;
-	return x->size < y->size ? 1 : -1;
-}
-
-static void report_largest_auto_files(void)
-{
-	struct auto_file **all, *af;
-	size_t i = 0;
-
-	pr_err("--tmp-file-auto: the files to save take %zu bytes, over --tmp-file-limit %zu\n", dump.auto_files_size,
-	       opts.tmp_files_limit);
-	all = xmalloc(dump.nr_auto_files * sizeof(*all));
-	if (all) {
-		list_for_each_entry(af, &dump.auto_files, tf.list)
-			all[i++] = af;
-		qsort(all, dump.nr_auto_files, sizeof(*all), auto_file_size_cmp);
-		for (i = 0; i < dump.nr_auto_files && i < 5; i++)
-			pr_err("    %s: %lld bytes\n", all[i]->tf.path, (long long)all[i]->size);
-		xfree(all);
-	}
-	pr_err("Raise --tmp-file-limit, or name the files to save with --tmp-file\n");
-}
-
-static int add_auto_files(void)
-{
-	struct auto_file *af;
-
-	/* Said at the default log level: runc users see what auto mode did */
-	if (!opts.tmp_files_auto)
-		return 0;
-	if (root_ns_mask & CLONE_NEWNS) {
-		pr_warn("--tmp-file-auto: the tree's mount namespace is dumped, and CRIU saves its tmpfs content itself: nothing to add\n");
-		return 0;
-	}
-	if (!dump.nr_auto_files) {
-		pr_warn("--tmp-file-auto: no regular file of the tree is open or mapped on a tmpfs: nothing to add\n");
-		return 0;
-	}
-	pr_warn("--tmp-file-auto: saving %zu file(s) of the tree on tmpfs, %zu bytes\n", dump.nr_auto_files, dump.auto_files_size);
-	if (dump.auto_files_size > opts.tmp_files_limit) {
-		report_largest_auto_files();
-		return -1;
-	}
-	if (xrealloc_safe(&dump.set.paths, (dump.set.nr + dump.nr_auto_files) * sizeof(*dump.set.paths)))
-		return -1;
-	list_for_each_entry(af, &dump.auto_files, tf.list) {
-		if (write_all(dump.names_fd, af->tf.path + 1, strlen(af->tf.path)) != strlen(af->tf.path)) {
-			pr_perror("Can't write the --tmp-file list");
-			return -1;
-		}
-		dump.set.paths[dump.set.nr++] = af->tf.path;
-	}
-	return 0;
-}
-
-/*
- * listed: the names are every entry to archive, not the paths to archive
- * recursively; frozen: the tree is frozen (not the pre-copy)
- */
-static char **tar_create_argv(bool listed, bool frozen)
-{
-	static char *const head[] = {
-		"tar", "--create", "--file=-", "--format=posix",
-		/* 64 KiB writes: as fast as a plain copy, where tar's 10 KiB are not */
-		"--record-size=64K", "--numeric-owner", "--preserve-permissions", "--sparse", "--xattrs",
-		"--xattrs-include=*", "--acls",
-		/* Names are literal, excludes are whole member names */
-		"--no-wildcards", "--anchored"
-	};
-	/* After --directory and the excludes: tar applies them to the names that follow */
-	static char *const tail[] = { "--null", "--no-unquote", "--files-from=-", NULL };
-	char **argv;
-	int n = ARRAY_SIZE(head), i;
-
-	argv = xmalloc((n + 6 + dump.set.nr_excludes + ARRAY_SIZE(tail)) * sizeof(*argv));
-	if (!argv)
-		return NULL;
-	memcpy(argv, head, sizeof(head));
-	if (listed)
-		argv[n++] = "--no-recursion";
-	if (!frozen) {
-		/* An entry gone or changed is archived again while frozen */
-		argv[n++] = "--ignore-failed-read";
-		argv[n++] = "--warning=no-file-changed";
-		argv[n++] = "--warning=no-failed-read";
-	}
-	argv[n++] = "--directory";
-	argv[n++] = dump.set.proc_root;
-	for (i = 0; i < dump.set.nr_excludes; i++)
-		argv[n++] = dump.set.excludes[i];
-	memcpy(argv + n, tail, sizeof(tail));
-	return argv;
+	return tmp_files_precopy_changed(pc, path, st, sum, e);
 }
 
 /* Called while the tree is frozen */
@@ -840,6 +542,7 @@ int dump_tmp_files(void)
 	pid_t manifest_pid;
 	size_t nr_delta = 0;
 	int out, tar_done = -1;
+	struct tmp_files_keep keep = { .changed = precopy_changed, .ctx = dump.pc };
 	char **argv;
 	int ret;
 
@@ -847,7 +550,7 @@ int dump_tmp_files(void)
 		return 0;
 
 	/* --tmp-file-auto may find nothing to save: no images then */
-	ret = add_auto_files();
+	ret = tmp_files_auto_collect(&dump.set, dump.names_fd);
 	if (ret || !dump.set.nr) {
 		close_safe(&dump.names_fd);
 		drop_precopy(true);
@@ -866,7 +569,7 @@ int dump_tmp_files(void)
 		img = ret ? NULL : open_image(CR_FD_TMP_FILES, O_DUMP);
 		out = img ? img_raw_fd(img) : -1;
 	}
-	manifest_pid = out < 0 || ret ? -1 : tmp_files_start_manifest(&dump.set, dump.pc, dump.names_fd, &nr_delta, &tar_done);
+	manifest_pid = out < 0 || ret ? -1 : tmp_files_start_manifest(&dump.set, dump.pc ? &keep : NULL, dump.names_fd, &nr_delta, &tar_done);
 	if (manifest_pid < 0) {
 		ret = -1;
 		goto out;
@@ -879,7 +582,7 @@ int dump_tmp_files(void)
 	 * sees them, and restore, which runs tar there too, maps them back.
 	 */
 	if (!ret && (!dump.pc || nr_delta)) {
-		argv = tar_create_argv(dump.pc, true);
+		argv = tmp_files_tar_create_argv(&dump.set, dump.pc, true);
 		ret = !argv ? -1 :
 			      cr_system_userns(dump.names_fd, out, -1, "tar", argv, 0,
 					       (root_ns_mask & CLONE_NEWUSER) ? root_item->pid->real : -1);
@@ -972,66 +675,6 @@ out:
 	}
 }
 
-/*
- * tar reads the archive in records of 1 MiB, not 10 KiB: every read and
- * write is a system call, and 512 MiB in 10 KiB records took 105,000 of
- * them, 0.3 s on a VM where one costs 2.5 us. From a pipe, it must wait
- * for whole records.
- */
-#define TAR_READ_RECORD "--record-size=1M"
-
-/*
- * Run argv with in as stdin, out as stdout (-1: the log), the log as
- * stderr and, if cwd_fd is not -1, that directory as its working
- * directory. SIGCHLD is blocked by the caller: restore's handler must not
- * reap it (as in cr_system()).
- */
-static pid_t spawn(char *const argv[], int in, int out, int cwd_fd)
-{
-	sigset_t mask;
-	pid_t pid;
-
-	pid = fork();
-	if (pid < 0) {
-		pr_perror("Can't run %s", argv[0]);
-		return -1;
-	}
-	if (pid)
-		return pid;
-	sigemptyset(&mask);
-	/* Nothing is expected there, and a restored mount namespace may have no /dev/null yet */
-	if (out < 0)
-		out = log_get_fd();
-	if (sigprocmask(SIG_SETMASK, &mask, NULL) || dup2(in, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(log_get_fd(), 2) < 0 || (cwd_fd >= 0 && fchdir(cwd_fd)) || close_fds(3))
-		_exit(1);
-	execvp(argv[0], argv);
-	_exit(1);
-}
-
-/* 0 if pid exited 0; killed first if kill_it */
-static int reap(pid_t pid, const char *what, bool kill_it)
-{
-	int status;
-
-	if (pid <= 0)
-		return -1;
-	if (kill_it)
-		kill(pid, SIGKILL);
-	if (waitpid(pid, &status, 0) != pid) {
-		pr_perror("Can't wait for %s", what);
-		return -1;
-	}
-	if (kill_it)
-		return -1;
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		pr_err("%s %s %d\n", what, WIFEXITED(status) ? "exited with" : "was killed by signal",
-		       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-		return -1;
-	}
-	return 0;
-}
-
 /* The members of the archive, checked against the manifest as they pass */
 struct extraction {
 	TmpFilesManifestEntry *me;
@@ -1093,21 +736,14 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 	if (c->dargv[0])
 		fcntl(dpipe[1], F_SETPIPE_SZ, 1 << 20);
 	if (c->dargv[0]) {
-		unzip = spawn(c->dargv, in, dpipe[1], -1);
+		unzip = tmp_files_spawn(c->dargv, in, dpipe[1], -1);
 		close_safe(&dpipe[1]);
 		if (unzip < 0)
 			goto out;
 		in = dpipe[0];
 	}
-	/*
-	 * In the stage, entered by its fd: its name is never used again.
-	 * Directory times and modes are set once every member is out: with
-	 * a pre-copy, a member may come after members outside its directory.
-	 */
-	tar = spawn((char *[]){ "tar", "--extract", "--file=-", "--read-full-records", TAR_READ_RECORD,
-				"--numeric-owner", "--preserve-permissions", "--same-owner", "--delay-directory-restore",
-				"--xattrs", "--xattrs-include=*", "--acls", "--no-unquote", "--no-wildcards", NULL },
-		    tpipe[0], -1, stage->fd);
+	/* In the stage, entered by its fd: its name is never used again */
+	tar = tmp_files_spawn(tmp_files_tar_extract_argv(), tpipe[0], -1, stage->fd);
 	close_safe(&tpipe[0]);
 	if (tar < 0)
 		goto out;
@@ -1115,10 +751,10 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 	ret = tmp_files_tar_stream(in, tpipe[1], &check);
 	close_safe(&tpipe[1]);
 	close_safe(&dpipe[0]);
-	if (reap(tar, "tar", ret != 0))
+	if (tmp_files_reap(tar, "tar", ret != 0))
 		ret = -1;
 	tar = -1;
-	if (unzip && reap(unzip, c->dargv[0], ret != 0))
+	if (unzip && tmp_files_reap(unzip, c->dargv[0], ret != 0))
 		ret = -1;
 	unzip = 0;
 	if (ret)
@@ -1126,9 +762,9 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 		       imgset_template[CR_FD_TMP_FILES].fmt);
 out:
 	if (tar > 0)
-		reap(tar, "tar", true);
+		tmp_files_reap(tar, "tar", true);
 	if (unzip > 0)
-		reap(unzip, c->dargv[0], true);
+		tmp_files_reap(unzip, c->dargv[0], true);
 	close_safe(&tpipe[0]);
 	close_safe(&tpipe[1]);
 	close_safe(&dpipe[0]);

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tmp-files.h"
+#include "tmp-files-tree.h"
 
 #define MAX_PATHS 32
 
