@@ -43,7 +43,6 @@
 
 #include "log.h"
 #include "protobuf.h"
-#include "pstree.h"
 #include "tmp-files-precopy.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -89,7 +88,7 @@ struct tmp_files_precopy {
 	size_t nr_members;
 	struct stat *shared; /* the inodes the tree maps MAP_SHARED, at the start or at the freeze */
 	size_t nr_shared;
-	int fd; /* the archive, read-write: tmp-files.c's */
+	int fd; /* the archive, read-write: tmp-files-dump.c's */
 	size_t nr_kept;
 	char path[PATH_MAX];
 };
@@ -504,24 +503,24 @@ int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd)
 	return 0;
 }
 
-/* The inodes that a task of the (frozen) tree maps MAP_SHARED */
-static int collect_shared(struct tmp_files_precopy *pc)
+/*
+ * While frozen, before the manifest walk, every shared mapping of a file
+ * is reported by dump_filemap() as CRIU collects the tree's mappings
+ * (tmp_files_map_shared()): it adds them to those seen at the start.
+ */
+int tmp_files_precopy_map_shared(struct tmp_files_precopy *pc, const struct stat *st)
 {
-	struct pstree_item *item;
-
-	for_each_pstree_item(item) {
-		if (item->pid->state == TASK_DEAD)
-			continue;
-		if (add_shared(pc, item->pid->real, false))
-			return -1;
-	}
+	if (xrealloc_safe(&pc->shared, (pc->nr_shared + 1) * sizeof(*pc->shared)))
+		return -1;
+	pc->shared[pc->nr_shared++] = *st;
 	return 0;
 }
 
 /* Called while the tree is frozen, before the manifest walk */
 int tmp_files_precopy_freeze(struct tmp_files_precopy *pc)
 {
-	return collect_shared(pc);
+	pr_info("Pre-copy: %zu shared mapping(s) of files, at the start and at the freeze\n", pc->nr_shared);
+	return 0;
 }
 
 static bool mapped_shared(struct tmp_files_precopy *pc, const struct stat *st)

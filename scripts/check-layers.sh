@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 DIR=${1:-build/criu-$VERSION/criu}
 
 # Bottom first. tmp-files-watch (the pre-copy's fanotify watch) may be absent.
-LAYERS="tmp-files-tree tmp-files-hash tmp-files-tar tmp-files-manifest tmp-files-stage
-tmp-files-place tmp-files-auto tmp-files-watch tmp-files-precopy tmp-files"
+LAYERS="tmp-files-tree tmp-files-hash tmp-files-tar tmp-files tmp-files-manifest
+tmp-files-stage tmp-files-place tmp-files-auto tmp-files-watch tmp-files-precopy tmp-files-dump
+tmp-files-restore"
 
 die() { echo "check-layers: $*" >&2; exit 1; }
 

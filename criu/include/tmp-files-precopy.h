@@ -21,6 +21,8 @@ struct tmp_files_precopy;
 extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, pid_t root_pid,
 							int names_fd);
 extern int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd);
+/* While frozen: st is a file the tree maps shared (from CRIU's VMA collection) */
+extern int tmp_files_precopy_map_shared(struct tmp_files_precopy *pc, const struct stat *st);
 extern int tmp_files_precopy_freeze(struct tmp_files_precopy *pc);
 extern const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
 					     uint64_t *sum, struct TmpFileEntry *e);

@@ -9,13 +9,16 @@
  *   tmp-files-hash.c      content and xattr checksums
  *   tmp-files-tar.c       GNU tar: command lines, runs, header parsers,
  *                         listing, the checked stream at restore
+ *   tmp-files.c           the options, compressors, tar and compressor checks
  *   tmp-files-manifest.c  the manifest: made at dump, checked at restore
  *   tmp-files-stage.c     restore: the staging directory
  *   tmp-files-place.c     restore: placement, rollback, what is in place
  *   tmp-files-auto.c      --tmp-file-auto
  *   tmp-files-precopy.c   --tmp-file-precopy
- *   tmp-files.c           options, the dump and restore flow
- * Each has its own header, criu/include/tmp-files-<module>.h.
+ *   tmp-files-dump.c      the dump flow (cr-dump.c's hooks)
+ *   tmp-files-restore.c   the restore flow (cr-restore.c's hooks)
+ * Each has its own header, criu/include/tmp-files-<module>.h (tmp-files.c:
+ * tmp-files-options.h).
  */
 #include <stdbool.h>
 #include <sys/types.h>
@@ -42,6 +45,8 @@ extern int tmp_files_check_options(void);
 /* Dump: check paths and tar before freezing, archive while frozen */
 extern int tmp_files_prepare_dump(pid_t root_pid);
 extern int tmp_files_auto_add(struct mount_info *mi, const char *path, const struct stat *st);
+/* While frozen, from dump_filemap(): a file the tree maps MAP_SHARED (st: of the mapped file) */
+extern int tmp_files_map_shared(const struct stat *st);
 extern int dump_tmp_files(void);
 extern void tmp_files_compress_after_dump(void);
 
