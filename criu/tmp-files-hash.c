@@ -16,7 +16,7 @@
 #include "common/compiler.h"
 #include "common/err.h"
 #include "log.h"
-#include "tmp-files.h"
+#include "tmp-files-hash.h"
 #include "xmalloc.h"
 
 #include "images/tmp-file.pb-c.h"

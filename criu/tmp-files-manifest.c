@@ -25,7 +25,7 @@
 #include "rbtree.h"
 #include "servicefd.h"
 #include "string.h"
-#include "tmp-files.h"
+#include "tmp-files-manifest.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -65,8 +65,8 @@ struct seen_file {
 /* The manifest's entries: what tar archived, walked while still frozen */
 struct manifest_walk {
 	const struct tmp_files_set *set;
-	struct tmp_files_precopy *pc; /* --tmp-file-precopy */
-	int names_fd;		      /* with pc: what tar archives now */
+	const struct tmp_files_keep *keep; /* --tmp-file-precopy */
+	int names_fd;			   /* with keep: what tar archives now */
 	size_t nr_delta;
 	TmpFileEntry **entries;
 	size_t nr, size;
@@ -75,16 +75,6 @@ struct manifest_walk {
 	char path[PATH_MAX]; /* set->proc_root, then the entry's path */
 	size_t prefix_len;
 };
-
-bool tmp_files_excluded(const struct tmp_files_set *set, const char *path)
-{
-	int i;
-
-	for (i = 0; i < set->nr_excludes; i++)
-		if (!strcmp(set->excludes[i] + strlen("--exclude="), path + 1))
-			return true;
-	return false;
-}
 
 static int seen_cmp(const struct stat *a, const struct stat *b)
 {
@@ -149,7 +139,7 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	ssize_t len;
 
 	/* What tar archives with --xattrs --acls; symlinks' are left out. With a pre-copy: sort_out() */
-	if (!w->pc && !S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+	if (!w->keep && !S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
 		return -1;
 
 	e->mode = st->st_mode & 07777;
@@ -174,7 +164,7 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 		e->has_size = true;
 		e->size = st->st_size;
 		/* With a pre-copy: by the child, if tar archives the file again */
-		return w->pc ? 0 : add_checksum(e, w->path, st);
+		return w->keep ? 0 : add_checksum(e, w->path, st);
 	case S_IFDIR:
 		e->type = TMP_FILE_ENTRY__KIND__DIR;
 		return 0;
@@ -198,97 +188,12 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 	}
 }
 
-/* A child of a directory: its name, and its lstat() by the directory's fd */
-struct walk_child {
-	char *name;
-	struct stat st;
-};
-
-static bool gone(bool racy)
-{
-	return racy && (errno == ENOENT || errno == ENOTDIR);
-}
-
-/*
- * The children of a directory are listed and stat()ed through its fd,
- * which is closed before going down: one fd is open at any depth.
- */
-static int walk_at(char *path, size_t len, const struct stat *st, tmp_files_walk_fn fn, void *ctx, bool racy)
-{
-	struct walk_child *kids = NULL;
-	size_t nr = 0, size = 0, i;
-	struct dirent *de;
-	int ret;
-	DIR *d;
-
-	ret = fn(ctx, path, len, st);
-	if (ret || !S_ISDIR(st->st_mode))
-		return ret < 0 ? -1 : 0;
-
-	d = opendir(path);
-	if (!d) {
-		if (gone(racy))
-			return 0;
-		pr_perror("Can't open %s", path);
-		return -1;
-	}
-	while (!ret && (de = readdir(d))) {
-		if (dir_dots(de))
-			continue;
-		if (nr == size) {
-			size = size * 2 ?: 16;
-			ret = xrealloc_safe(&kids, size * sizeof(*kids));
-			if (ret)
-				break;
-		}
-		if (fstatat(dirfd(d), de->d_name, &kids[nr].st, AT_SYMLINK_NOFOLLOW)) {
-			if (gone(racy))
-				continue;
-			pr_perror("Can't stat %s/%s", path, de->d_name);
-			ret = -1;
-		} else if (!(kids[nr++].name = xstrdup(de->d_name))) {
-			ret = -1;
-		}
-	}
-	closedir(d);
-
-	for (i = 0; i < nr; i++) {
-		if (!ret) {
-			int n = snprintf(path + len, PATH_MAX - len, "/%s", kids[i].name);
-
-			if (n >= PATH_MAX - len) {
-				pr_err("A path in %s is too long\n", path);
-				ret = -1;
-			} else {
-				ret = walk_at(path, len + n, &kids[i].st, fn, ctx, racy);
-			}
-			path[len] = '\0';
-		}
-		xfree(kids[i].name);
-	}
-	xfree(kids);
-	return ret;
-}
-
-int tmp_files_walk(char *path, size_t len, tmp_files_walk_fn fn, void *ctx, bool racy)
-{
-	struct stat st;
-
-	if (lstat(path, &st)) {
-		if (gone(racy))
-			return 0;
-		pr_perror("Can't stat %s", path);
-		return -1;
-	}
-	return walk_at(path, len, &st, fn, ctx, racy);
-}
-
 /* With a pre-copy: keep its member of the entry, or list the entry for tar */
 static int sort_out(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
 {
 	size_t len = strlen(e->path);
 	uint64_t sum;
-	const char *why = tmp_files_precopy_changed(w->pc, e->path, st, &sum, e);
+	const char *why = w->keep->changed(w->keep->ctx, e->path, st, &sum, e);
 
 	if (!why) {
 		if (e->type == TMP_FILE_ENTRY__KIND__REG) {
@@ -334,7 +239,7 @@ static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *s
 	e->path = xstrdup(path);
 	if (!e->path || fill_entry(w, e, st))
 		return -1;
-	return w->pc ? sort_out(w, e, st) : 0;
+	return w->keep ? sort_out(w, e, st) : 0;
 }
 
 static int collect_manifest(struct manifest_walk *w)
@@ -469,11 +374,11 @@ static void free_walk(struct manifest_walk *w)
  * "none". With a pre-copy, the walk comes first, here, for it tells what
  * tar has to archive.
  */
-pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files_precopy *pc, int names_fd,
+pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp_files_keep *keep, int names_fd,
 			       size_t *nr_delta, int *tar_done)
 {
 	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
-	struct manifest_walk w = { .set = set, .pc = pc, .names_fd = names_fd, .files = RB_ROOT };
+	struct manifest_walk w = { .set = set, .keep = keep, .names_fd = names_fd, .files = RB_ROOT };
 	struct timespec since;
 	int pfd[2];
 	pid_t pid;
@@ -483,7 +388,7 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files
 		pr_perror("Can't start the --tmp-file manifest");
 		return -1;
 	}
-	if (pc && collect_manifest(&w)) {
+	if (keep && collect_manifest(&w)) {
 		free_walk(&w);
 		close(pfd[0]);
 		close(pfd[1]);
@@ -501,7 +406,7 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files
 	}
 
 	close(pfd[1]);
-	if ((pc ? add_checksums(&w) : collect_manifest(&w)) || read(pfd[0], &c, 1) != 0 ||
+	if ((keep ? add_checksums(&w) : collect_manifest(&w)) || read(pfd[0], &c, 1) != 0 ||
 	    check_unchanged(&w, &since))
 		_exit(1);
 	me.n_paths = set->nr;

@@ -43,7 +43,7 @@
 #include "mount-v2.h"
 #include "namespaces.h"
 #include "rbtree.h"
-#include "tmp-files.h"
+#include "tmp-files-place.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -52,8 +52,7 @@
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
 
-#define COPY_BUF     (1 << 20)
-#define STAGE_PREFIX ".criu-tmp-files."
+#define COPY_BUF (1 << 20)
 
 /* One entry to write: "tmp" in the directory of "path" until commit */
 struct placement {
@@ -82,16 +81,6 @@ struct place_ctx {
 	char *buf;
 };
 
-int tmp_files_open_beneath(int dfd, const char *path, int flags)
-{
-	struct open_how how = {
-		.flags = flags | O_NOFOLLOW | O_CLOEXEC,
-		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-	};
-
-	return sys_openat2(dfd, *path ? path : ".", &how, sizeof(how));
-}
-
 /* The parent directory of path ("/tmp/app/x"), and its last name */
 static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 {
@@ -100,30 +89,14 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 	int fd;
 
 	*name = slash + 1;
-	dir = xsprintf("%.*s", (int)(slash > path ? slash - path - 1 : 0), path + 1);
+	dir = tmp_files_dirname(path);
 	if (!dir)
 		return -1;
-	fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY);
+	fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW);
 	if (fd < 0)
 		pr_perror("Can't open the directory of %s (a symlink or something else on the way?)", path);
 	xfree(dir);
 	return fd;
-}
-
-static bool owner_outside_userns(uid_t uid)
-{
-	unsigned int overflow = 65534;
-	FILE *f;
-
-	if (!(root_ns_mask & CLONE_NEWUSER))
-		return false;
-	f = fopen("/proc/sys/kernel/overflowuid", "r");
-	if (f) {
-		if (fscanf(f, "%u", &overflow) != 1)
-			overflow = 65534;
-		fclose(f);
-	}
-	return uid == overflow;
 }
 
 /*
@@ -138,7 +111,7 @@ static int check_dir_owner(const char *dir, const struct stat *st, uid_t owner, 
 	 * container's root directory, say) has an owner that is not mapped
 	 * there: no user of the container owns it.
 	 */
-	if (st->st_uid != 0 && st->st_uid != owner && !owner_outside_userns(st->st_uid)) {
+	if (st->st_uid != 0 && st->st_uid != owner && !tmp_files_owner_outside_userns(st->st_uid)) {
 		pr_err("Refusing to restore %s: directory %s is owned by uid %u, not by root nor by the saved owner %u\n",
 		       path, dir, st->st_uid, owner);
 		return -1;
@@ -179,7 +152,7 @@ static int enter_parent(struct place_ctx *ctx, int dfd, const char *name, const 
 		pr_perror("Can't create directory %s", dir);
 		goto out;
 	}
-	fd = tmp_files_open_beneath(dfd, name, O_PATH | O_DIRECTORY);
+	fd = tmp_files_open_beneath(dfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW);
 	if (fd < 0)
 		pr_perror("Can't restore %s: %s is not a directory", path, dir);
 	else if (fstat(fd, &st) || check_dir_owner(dir, &st, owner, path))
@@ -196,7 +169,7 @@ static int prepare_parents(struct place_ctx *ctx, const char *path, uid_t owner)
 	char comp[NAME_MAX + 1];
 	int dfd, fd;
 
-	dfd = tmp_files_open_beneath(ctx->root_fd, "", O_PATH | O_DIRECTORY);
+	dfd = tmp_files_open_beneath(ctx->root_fd, "", O_PATH | O_DIRECTORY | O_NOFOLLOW);
 	if (dfd < 0) {
 		pr_perror("Can't open the restore root");
 		return -1;
@@ -259,8 +232,8 @@ static bool in_place(int root_fd, TmpFileEntry *e, char *buf)
 
 	if (e->type >= ARRAY_SIZE(types) || !types[e->type])
 		return false;
-	dir = xsprintf("%.*s", (int)(name - e->path - 1), e->path);
-	dfd = dir ? tmp_files_open_beneath(root_fd, dir + (*dir == '/'), O_PATH | O_DIRECTORY) : -1;
+	dir = tmp_files_dirname(e->path);
+	dfd = dir ? tmp_files_open_beneath(root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW) : -1;
 	xfree(dir);
 	if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
 		goto out;
@@ -820,7 +793,7 @@ static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 	int src, dst, ret = -1;
 
 	src = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	dst = tmp_files_open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY);
+	dst = tmp_files_open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 	if (src < 0 || dst < 0)
 		pr_perror("Can't open %s to set its owner, mode and times", p->path);
 	else if (fstat(dst, &st) || st.st_dev != p->dev || st.st_ino != p->ino)
@@ -923,256 +896,4 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 	}
 	close(cwd_fd);
 	return ret;
-}
-
-/*
- * Remove the directory name in dfd and everything in it, with a bounded
- * number of open fds and no path longer than a name: directories below
- * the first level are moved up into it before their parent is removed.
- */
-static int remove_tree(int dfd, const char *name)
-{
-	unsigned int moved = 0;
-	bool again = true;
-	int fd, ret = 0;
-
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -1;
-
-	while (again && !ret) {
-		struct dirent *de;
-		DIR *d;
-
-		again = false;
-		/* The dup shares the offset: each pass reads from the start */
-		lseek(fd, 0, SEEK_SET);
-		d = fdopendir(dup(fd));
-		if (!d) {
-			ret = -1;
-			break;
-		}
-		while (!ret && (de = readdir(d))) {
-			struct dirent *sde;
-			DIR *sd;
-			int sfd;
-
-			if (dir_dots(de))
-				continue;
-			if (!unlinkat(fd, de->d_name, 0) || errno != EISDIR)
-				continue;
-			again = true;
-			sfd = openat(fd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			sd = sfd < 0 ? NULL : fdopendir(sfd);
-			if (!sd) {
-				close_safe(&sfd);
-				ret = -1;
-				break;
-			}
-			while (!ret && (sde = readdir(sd))) {
-				char up[32];
-
-				if (dir_dots(sde) || !unlinkat(sfd, sde->d_name, 0) || errno != EISDIR)
-					continue;
-				do {
-					snprintf(up, sizeof(up), ".up.%u", moved++);
-					ret = sys_renameat2(sfd, sde->d_name, fd, up, RENAME_NOREPLACE);
-				} while (ret && errno == EEXIST);
-			}
-			closedir(sd);
-			if (!ret && unlinkat(fd, de->d_name, AT_REMOVEDIR))
-				ret = -1;
-		}
-		closedir(d);
-	}
-	close(fd);
-	return ret ?: unlinkat(dfd, name, AT_REMOVEDIR);
-}
-
-/* A staging directory left by a killed restore: ours, and nobody's lock */
-static void remove_stale_stages(int dfd)
-{
-	struct dirent *de;
-	DIR *d;
-
-	lseek(dfd, 0, SEEK_SET);
-	d = fdopendir(dup(dfd));
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		struct stat st;
-		int fd;
-
-		if (strncmp(de->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)))
-			continue;
-		fd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (!fstat(fd, &st) && st.st_uid == geteuid() && (st.st_mode & 07777) == 0700 &&
-		    !flock(fd, LOCK_EX | LOCK_NB)) {
-			pr_info("Removing %s, left by a restore that did not finish\n", de->d_name);
-			if (remove_tree(dfd, de->d_name))
-				pr_perror("Can't remove %s", de->d_name);
-		}
-		close(fd);
-	}
-	closedir(d);
-}
-
-/*
- * A directory that only root can change: owned by root, not writable by
- * group or others unless sticky. The overflow uid counts as root only in
- * a restored user namespace (see owner_outside_userns()).
- */
-static bool root_only_dir(const struct stat *st)
-{
-	return S_ISDIR(st->st_mode) && (st->st_uid == geteuid() || owner_outside_userns(st->st_uid)) &&
-	       (!(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX));
-}
-
-/*
- * The dumped tree's chroot (me->root, "/srv/jail") under the restore root,
- * as an fd: each directory on the way one that only root can change, so
- * that no user can swap the tree's root for a directory of theirs.
- */
-int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root)
-{
-	const char *name = tree_root + 1, *end;
-	int dfd, fd;
-
-	dfd = tmp_files_open_beneath(root_fd, "", O_PATH | O_DIRECTORY);
-	for (; dfd >= 0 && *name; name = *end ? end + 1 : end, dfd = fd) {
-		char comp[NAME_MAX + 1];
-		struct stat st;
-
-		end = strchrnul(name, '/');
-		if (end - name > NAME_MAX || end == name)
-			break;
-		memcpy(comp, name, end - name);
-		comp[end - name] = '\0';
-		fd = tmp_files_open_beneath(dfd, comp, O_PATH | O_DIRECTORY);
-		close(dfd);
-		if (fd >= 0 && (fstat(fd, &st) || !root_only_dir(&st))) {
-			pr_err("Refusing to restore the --tmp-file paths: %s%.*s, on the way to the tree's root %s, "
-			       "can be changed by uid %u (mode %#o)\n",
-			       root, (int)(end - tree_root), tree_root, tree_root, st.st_uid, st.st_mode & 07777);
-			close(fd);
-			return -1;
-		}
-	}
-	if (dfd < 0 || *name) {
-		pr_err("Refusing to restore the --tmp-file paths: they were saved under the tree's root %s, "
-		       "which is not a directory under %s/ (restore with the --root the tree had)\n",
-		       tree_root, root);
-		close_safe(&dfd);
-		return -1;
-	}
-	return dfd;
-}
-
-/*
- * A locked, private staging directory in the directory in (relative to
- * root_fd), which must be one that only root can change: then no other
- * user can rename the stage, or put anything in its place, and nothing
- * in it is reachable but through s->fd.
- */
-static int stage_in(int root_fd, const char *in, struct tmp_files_stage *s)
-{
-	struct stat st;
-	int i;
-
-	s->parent_fd = tmp_files_open_beneath(root_fd, in, O_RDONLY | O_DIRECTORY);
-	if (s->parent_fd < 0)
-		return -1;
-	if (fstat(s->parent_fd, &st))
-		goto err;
-	if (!root_only_dir(&st)) {
-		pr_info("No staging directory in /%s: uid %u, mode %#o (not root's only)\n", in, st.st_uid,
-			st.st_mode & 07777);
-		errno = EPERM;
-		goto err;
-	}
-	remove_stale_stages(s->parent_fd);
-
-	for (i = 0; i < 100; i++) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		snprintf(s->name, sizeof(s->name), STAGE_PREFIX "%d.%lx", getpid(), (unsigned long)ts.tv_nsec + i);
-		if (!mkdirat(s->parent_fd, s->name, 0700))
-			break;
-		if (errno != EEXIST)
-			goto err;
-	}
-	s->fd = openat(s->parent_fd, s->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (s->fd >= 0 && !fstat(s->fd, &st) && st.st_uid == geteuid() && !(st.st_mode & 077) &&
-	    !flock(s->fd, LOCK_EX))
-		return 0;
-	close_safe(&s->fd);
-	unlinkat(s->parent_fd, s->name, AT_REMOVEDIR);
-err:
-	close_safe(&s->parent_fd);
-	return -1;
-}
-
-/* "tmp/app" of "/tmp/app/x", or NULL at the root */
-static char *parent_name(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-
-	return slash > path ? xsprintf("%.*s", (int)(slash - path - 1), path + 1) : NULL;
-}
-
-/*
- * The staging directory, mode 0700, flock()ed while this restore uses it,
- * so that one left by a killed restore is told from one in use. It is
- * made in a directory that only root can change (root_only_dir()): the
- * nearest such ancestor of a saved path (on its filesystem as a rule, so
- * that placing is a rename), else a saved directory itself (a container
- * whose root is read-only but for a bind-mounted /data), else <root>/tmp,
- * else the root. Never in a directory another user owns: if there is no
- * such directory, the restore is refused.
- */
-int tmp_files_stage_make(int root_fd, const char *root, TmpFilesManifestEntry *me, struct tmp_files_stage *s)
-{
-	size_t i;
-	char *in;
-
-	s->fd = s->parent_fd = -1;
-	for (i = 0; i < me->n_paths; i++) {
-		for (in = parent_name(me->paths[i]); in; in = parent_name(s->where)) {
-			if (!stage_in(root_fd, in, s))
-				goto made;
-			snprintf(s->where, sizeof(s->where), "/%s", in);
-			xfree(in);
-		}
-	}
-	/* In a saved directory itself (a container's writable /data, the rest read-only) */
-	for (i = 0; i < me->n_paths + 2; i++) {
-		in = xstrdup(i < me->n_paths ? me->paths[i] + 1 : i == me->n_paths ? "tmp" :
-										     "");
-		if (!in)
-			return -1;
-		if (!stage_in(root_fd, in, s))
-			goto made;
-		xfree(in);
-	}
-	pr_err("Can't restore the --tmp-file paths: no directory under %s/ to stage them in that only root can "
-	       "change and write (a read-only root, or saved paths in directories of other users?); "
-	       "restore with --root, or make %s/tmp writable by root only (mode 1777 or 0755, owner root)\n",
-	       root, root);
-	return -1;
-made:
-	snprintf(s->where, sizeof(s->where), "%s/%s%s%s", root, in, *in ? "/" : "", s->name);
-	pr_info("Staging the --tmp-file archive in %s\n", s->where);
-	xfree(in);
-	return 0;
-}
-
-void tmp_files_stage_remove(struct tmp_files_stage *s)
-{
-	if (remove_tree(s->parent_fd, s->name))
-		pr_perror("Can't remove the staging directory %s", s->where);
-	close_safe(&s->fd);
-	close_safe(&s->parent_fd);
 }

@@ -43,8 +43,7 @@
 
 #include "log.h"
 #include "protobuf.h"
-#include "pstree.h"
-#include "tmp-files.h"
+#include "tmp-files-precopy.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -53,14 +52,12 @@
 #undef LOG_PREFIX
 #define LOG_PREFIX "tmp-files: "
 
-#define BLOCK 512
-
-/* ustar member types (POSIX typeflag) */
-#define REGTYPE	 '0'
-#define LNKTYPE	 '1'
-#define SYMTYPE	 '2'
-#define DIRTYPE	 '5'
-#define FIFOTYPE '6'
+#define BLOCK	 TMP_FILES_TAR_BLOCK
+#define REGTYPE	 TMP_FILES_TAR_REG
+#define LNKTYPE	 TMP_FILES_TAR_LNK
+#define SYMTYPE	 TMP_FILES_TAR_SYM
+#define DIRTYPE	 TMP_FILES_TAR_DIR
+#define FIFOTYPE TMP_FILES_TAR_FIFO
 
 /* An entry as the pre-copy walk saw it, and its member in the archive */
 struct precopied {
@@ -91,7 +88,7 @@ struct tmp_files_precopy {
 	size_t nr_members;
 	struct stat *shared; /* the inodes the tree maps MAP_SHARED, at the start or at the freeze */
 	size_t nr_shared;
-	int fd; /* the archive, read-write: tmp-files.c's */
+	int fd; /* the archive, read-write: tmp-files-dump.c's */
 	size_t nr_kept;
 	char path[PATH_MAX];
 };
@@ -387,23 +384,6 @@ err:
 	return NULL;
 }
 
-static unsigned long long parse_size(const char *field, size_t len)
-{
-	unsigned long long v = 0;
-	size_t i;
-
-	if (field[0] & 0x80) { /* base-256 */
-		for (i = 1; i < len; i++)
-			v = v << 8 | (unsigned char)field[i];
-		return v;
-	}
-	for (i = 0; i < len && field[i] == ' '; i++)
-		;
-	for (; i < len && field[i] >= '0' && field[i] <= '7'; i++)
-		v = v * 8 + (field[i] - '0');
-	return v;
-}
-
 /* The member a name of the archive is, without its trailing '/' */
 static struct precopied *member_file(struct tmp_files_precopy *pc, char *name)
 {
@@ -416,145 +396,34 @@ static struct precopied *member_file(struct tmp_files_precopy *pc, char *name)
 	return find_file(pc, pc->path);
 }
 
-/* The "path", "linkpath", "size" and "GNU.sparse.name" records of a pax header */
-struct pax {
-	char *path, *sparse_name, *linkpath;
-	unsigned long long size;
-	bool has_size, sparse;
-};
-
-/*
- * A decimal number of digits only, from p up to end, no bigger than max;
- * *next is the first byte after it. The header is not NUL-terminated, and
- * strtoul() would read on past its end (and take "-1", " 1" and "+1").
- */
-static int parse_decimal(const char *p, const char *end, unsigned long long max, unsigned long long *v,
-			 const char **next)
+static int add_member(void *ctx, const struct tmp_files_tar_entry *e)
 {
-	const char *start = p;
+	struct tmp_files_precopy *pc = ctx;
+	char name[PATH_MAX];
+	struct precopied *f;
 
-	*v = 0;
-	for (; p < end && *p >= '0' && *p <= '9'; p++) {
-		unsigned int d = *p - '0';
-
-		if (d > max || *v > (max - d) / 10)
-			return -1;
-		*v = *v * 10 + d;
+	memcpy(name, e->m.name, sizeof(name));
+	f = member_file(pc, name);
+	if (!f || f->end || pc->nr_members == pc->nr) {
+		pr_err("The pre-copy archive has a member of %s that the walk did not list, or twice\n", e->m.name);
+		return -1; /* tar archives only the listed names, once */
 	}
-	*next = p;
-	return p == start ? -1 : 0;
-}
-
-static int parse_pax(char *buf, size_t size, struct pax *pax)
-{
-	char *p = buf, *end = buf + size;
-
-	while (p < end) {
-		char *rec = p, *key, *val, *eq;
-		unsigned long long len;
-		const char *after;
-
-		if (parse_decimal(p, end, end - rec, &len, &after))
-			return -1;
-		key = (char *)after;
-		if (!len || key == end || *key != ' ' || rec[len - 1] != '\n')
-			return -1;
-		key++;
-		rec[len - 1] = '\0';
-		eq = strchr(key, '=');
-		if (!eq)
-			return -1;
-		*eq = '\0';
-		val = eq + 1;
-		if (!strcmp(key, "path"))
-			pax->path = val;
-		else if (!strcmp(key, "GNU.sparse.name")) /* a sparse file's: path is made up */
-			pax->sparse_name = val;
-		if (!strncmp(key, "GNU.sparse.", 11))
-			pax->sparse = true;
-		else if (!strcmp(key, "linkpath"))
-			pax->linkpath = val;
-		else if (!strcmp(key, "size")) {
-			if (parse_decimal(val, rec + len - 1, ULLONG_MAX, &pax->size, &after) || *after)
-				return -1;
-			pax->has_size = true;
-		}
-		p = rec + len;
-	}
+	f->start = e->start;
+	f->end = e->end;
+	f->data = e->data;
+	f->size = e->m.sparse ? -1 : e->m.size;
+	f->type = e->m.type;
+	pc->members[pc->nr_members++] = f;
 	return 0;
 }
 
 /* Where each member of the archive starts and ends, from its headers */
 static int read_members(struct tmp_files_precopy *pc)
 {
-	struct pax pax = {};
-	char *pax_buf = NULL, hdr[BLOCK];
-	off_t off = 0, start = 0, size = lseek(pc->fd, 0, SEEK_END);
-	int ret = -1;
-
 	pc->members = xmalloc((pc->nr ?: 1) * sizeof(*pc->members));
 	if (!pc->members)
 		return -1;
-	while (off + BLOCK <= size) {
-		unsigned long long len;
-		char name[PATH_MAX];
-		struct precopied *f;
-		char type;
-
-		if (pread(pc->fd, hdr, BLOCK, off) != BLOCK)
-			goto bad;
-		if (!hdr[0] && !memcmp(hdr, hdr + 1, BLOCK - 1))
-			break; /* the end of the archive */
-		if (memcmp(hdr + 257, "ustar", 5))
-			goto bad;
-		type = hdr[156];
-		len = parse_size(hdr + 124, 12);
-		if (type == 'x') {
-			if (len > (1 << 20) || off + BLOCK + len > size)
-				goto bad;
-			xfree(pax_buf);
-			pax_buf = xmalloc(len + 1);
-			if (!pax_buf || pread(pc->fd, pax_buf, len, off + BLOCK) != len)
-				goto bad;
-			memset(&pax, 0, sizeof(pax));
-			if (parse_pax(pax_buf, len, &pax))
-				goto bad;
-			off += BLOCK + round_up(len, BLOCK);
-			continue;
-		}
-		if (type != '0' && type != '\0' && (type < '1' || type > '6'))
-			goto bad; /* GNU tar makes nothing else with --format=posix */
-		if (pax.has_size)
-			len = pax.size;
-		/* The data, padded, must be in the archive: off must not run past it, nor wrap */
-		if ((type == '0' || type == '\0') && len > round_down(size - off - BLOCK, BLOCK))
-			goto bad;
-		if (pax.sparse_name || pax.path)
-			snprintf(name, sizeof(name), "%s", pax.sparse_name ?: pax.path);
-		else if (hdr[345])
-			snprintf(name, sizeof(name), "%.155s/%.100s", hdr + 345, hdr);
-		else
-			snprintf(name, sizeof(name), "%.100s", hdr);
-		off += BLOCK + (type == '0' || type == '\0' ? round_up(len, BLOCK) : 0);
-
-		f = member_file(pc, name);
-		if (!f || f->end || pc->nr_members == pc->nr)
-			goto bad; /* tar archives only the listed names, once */
-		f->start = start;
-		f->end = off;
-		f->data = off - round_up(len, BLOCK);
-		f->size = pax.sparse ? -1 : len;
-		f->type = type ?: REGTYPE;
-		pc->members[pc->nr_members++] = f;
-		memset(&pax, 0, sizeof(pax));
-		start = off;
-	}
-	ret = 0;
-bad:
-	if (ret)
-		pr_err("Can't read the pre-copy archive at byte %lld\n", (long long)off);
-	xfree(pax_buf);
-	return ret;
+	return tmp_files_tar_list(pc->fd, add_member, pc);
 }
 
 /* The member tar makes of an entry of mode (the other names of a regular file: LNKTYPE) */
@@ -634,24 +503,24 @@ int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd)
 	return 0;
 }
 
-/* The inodes that a task of the (frozen) tree maps MAP_SHARED */
-static int collect_shared(struct tmp_files_precopy *pc)
+/*
+ * While frozen, before the manifest walk, every shared mapping of a file
+ * is reported by dump_filemap() as CRIU collects the tree's mappings
+ * (tmp_files_map_shared()): it adds them to those seen at the start.
+ */
+int tmp_files_precopy_map_shared(struct tmp_files_precopy *pc, const struct stat *st)
 {
-	struct pstree_item *item;
-
-	for_each_pstree_item(item) {
-		if (item->pid->state == TASK_DEAD)
-			continue;
-		if (add_shared(pc, item->pid->real, false))
-			return -1;
-	}
+	if (xrealloc_safe(&pc->shared, (pc->nr_shared + 1) * sizeof(*pc->shared)))
+		return -1;
+	pc->shared[pc->nr_shared++] = *st;
 	return 0;
 }
 
 /* Called while the tree is frozen, before the manifest walk */
 int tmp_files_precopy_freeze(struct tmp_files_precopy *pc)
 {
-	return collect_shared(pc);
+	pr_info("Pre-copy: %zu shared mapping(s) of files, at the start and at the freeze\n", pc->nr_shared);
+	return 0;
 }
 
 static bool mapped_shared(struct tmp_files_precopy *pc, const struct stat *st)

@@ -68,8 +68,9 @@ target_vars() {
 }
 
 # Headers a target's compiler does not search but CRIU needs, linked from
-# the host (all of them are the same for every architecture): protobuf-c
-# and libcap's; for musl-gcc also the kernel's (Alpine: linux-headers).
+# the host (all of them are the same for every architecture): protobuf-c,
+# libcap's and libuuid's; for musl-gcc also the kernel's (Alpine:
+# linux-headers).
 make_shim() {
 	shim=$1 target=$2
 	rm -rf "$shim"
@@ -78,6 +79,8 @@ make_shim() {
 	ln -s /usr/include/google/protobuf-c "$shim/google/protobuf-c"
 	ln -s /usr/include/sys/capability.h "$shim/sys/capability.h"
 	ln -s /usr/include/libnl3/netlink "$shim/netlink"
+	# util.c (CRS_EXIT_STATUS is ours) includes libuuid's (Alpine: util-linux-dev)
+	ln -s /usr/include/uuid "$shim/uuid"
 	if [ "$target" = musl ]; then
 		ln -s /usr/include/linux "$shim/linux"
 		ln -s /usr/include/asm-generic "$shim/asm-generic"

@@ -165,6 +165,21 @@ type NOTIFY errno 0". Doing it in CRIU
 gives the tree's paths, the freeze accounting, the checks, and the
 error in cr_errmsg and the log.
 
+How the series is ordered
+-------------------------
+
+The new code is in modules that each call only the ones added before
+them, one commit each with its obj-y line, so that every commit builds
+and no two modules call each other: criu/tmp-files-tree.c (paths, the
+walk, openat2() beneath a root), -hash.c (XXH64, xattrs), -tar.c (GNU
+tar's command lines and runs, the ustar and pax parsers, the checked
+stream), tmp-files.c (the options), -manifest.c, -stage.c, -place.c,
+-auto.c, -precopy.c, then -dump.c and -restore.c with the hooks in
+cr-dump.c and cr-restore.c. Upstream files get only calls into them,
+and one flag: CRS_EXIT_STATUS has cr_system() return the exit status
+(GNU tar's 1, "a file changed as we read it", is no error for the pass
+before the freeze).
+
 How it was tested
 -----------------
 

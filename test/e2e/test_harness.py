@@ -8,7 +8,7 @@ import time
 import pytest
 
 import criutree
-from conftest import ROOT, UPSTREAM, Criu, alive, run_bounded, wait_gone
+from conftest import BUILD_TREE, ROOT, UPSTREAM, Criu, alive, run_bounded, wait_gone
 from criutree import pycriu, pycriu_call, request, swrk_call
 
 FETCH = ROOT / "scripts/fetch-upstream.sh"
@@ -300,3 +300,61 @@ def test_a_hanging_criu_fails_make_test_within_its_limit(workdir, hanging_criu, 
     # the hung criu and what it started are gone (the inner tests' own
     # teardown killed the processes they started)
     assert_fake_criu_is_gone(workdir)
+
+
+LAYERS = ROOT / "scripts/check-layers.sh"
+OBJ_DIR = BUILD_TREE / "criu"
+
+
+def test_tmp_files_modules_call_only_those_below_them(workdir):
+    """scripts/check-layers.sh on the built objects: each tmp-files module
+    calls only modules below it; a call from one module to one above it
+    (here: hash, near the bottom, calling the tar header parser) is a cycle
+    it names."""
+    r = subprocess.run([str(LAYERS)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "each calls only those below it" in r.stdout
+
+    objs = workdir / "objs"
+    objs.mkdir()
+    for o in OBJ_DIR.glob("tmp-files*.o"):
+        (objs / o.name).write_bytes(o.read_bytes())
+    (workdir / "up.c").write_text("int tmp_files_tar_header(const char *b, void *m);\n"
+                                  "int tmp_files_up(void) { return tmp_files_tar_header(0, 0); }\n")
+    subprocess.run(["cc", "-c", "-o", str(workdir / "up.o"), str(workdir / "up.c")], check=True, timeout=60)
+    subprocess.run(["ld", "-r", "-o", str(workdir / "hash.o"), str(objs / "tmp-files-hash.o"),
+                    str(workdir / "up.o")], check=True, timeout=60)
+    (objs / "tmp-files-hash.o").write_bytes((workdir / "hash.o").read_bytes())
+    r = subprocess.run([str(LAYERS), str(objs)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode != 0
+    assert "tmp-files-hash calls tmp_files_tar_header of tmp-files-tar, which is not below it" in r.stderr
+
+
+def test_upstream_series_is_reviewable_units(workdir):
+    """make upstream-patch: no commit of the tmp-file series adds over 1000
+    lines; each tmp-files module (criu/tmp-files-*.c) comes in a commit of
+    its own with its obj-y line in criu/Makefile.crtools, bottom first as
+    scripts/check-layers.sh orders them; one commit per zdtm test."""
+    out = workdir / "dist"
+    r = export(out, git_identity_env("Ada Lovelace", "ada@example.org"))
+    assert r.returncode == 0, r.stderr
+    patches = sorted(p for p in (out / "tmp-file").iterdir() if p.name != "0000-cover-letter.patch")
+    added = {}
+    for p in patches:
+        lines = p.read_text().splitlines()
+        added[p.name] = sum(1 for l in lines if l.startswith("+") and not l.startswith("+++ "))
+    assert max(added.values()) <= 1000, added
+
+    layers = re.search(r'LAYERS="([^"]*)"', LAYERS.read_text()).group(1).split()
+    order = []
+    for p in patches:
+        text = p.read_text()
+        new = re.findall(r"^\+\+\+ b/criu/(tmp-files[a-z-]*)\.c$", text, re.M)
+        for m in new:
+            assert re.search(r"^\+obj-y\s+\+= %s\.o$" % re.escape(m), text, re.M), (p.name, m)
+        assert len(new) <= 1, (p.name, new)
+        order += new
+    assert order == [m for m in layers if m in order]
+    assert set(order) == {p.stem for p in (ROOT / "criu").glob("tmp-files*.c")}
+    zdtm = [p.name for p in patches if "-zdtm-" in p.name]
+    assert [re.search(r"tmp_file0\d", n).group(0) for n in zdtm] == ["tmp_file0%d" % i for i in range(5)]

@@ -14,7 +14,7 @@
  */
 #include <stdlib.h>
 
-#include "tmp-files.c"
+#include "tmp-files-restore.c"
 
 static int stage_fd = -1;
 
@@ -68,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!me)
 		return 0;
 	/* In restore_into()'s order */
-	if ((me->compression && compressor_index(me->compression) < 0) || tmp_files_check_manifest(me))
+	if (!tmp_files_compressor(me->compression) || tmp_files_check_manifest(me))
 		goto out;
 	check_promises(me);
 	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);

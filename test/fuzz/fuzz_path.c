@@ -1,5 +1,5 @@
 /*
- * libFuzzer: the path rules of tmp-files.c. tmp_files_normalise_path()
+ * libFuzzer: the path rules of tmp-files-tree.c. tmp_files_normalise_path()
  * (paths from the command line, RPC and config files at dump, from the
  * manifest at restore), tmp_files_path_cmp() and the sorted-set lookups
  * tmp_files_paths_lower_bound() and tmp_files_in_paths() that decide
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tmp-files.h"
+#include "tmp-files-tree.h"
 
 #define MAX_PATHS 32
 

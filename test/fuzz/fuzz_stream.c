@@ -2,7 +2,7 @@
  * libFuzzer: restore's reading of the archive on its way to tar
  * (tmp_files_tar_stream() of tmp-files-tar.c): ustar and pax headers
  * parsed from a stream that arrives in pieces, each member checked
- * against the manifest (member_ok()/member_summed() of tmp-files.c, so
+ * against the manifest (member_ok()/member_summed() of tmp-files-restore.c, so
  * tmp_files_check_member() and _sum() of tmp-files-manifest.c) before
  * any of it is handed on, regular members checksummed as they pass. The
  * archive is whoever wrote the images.
@@ -16,7 +16,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-#include "tmp-files.c"
+#include "tmp-files-restore.c"
 
 #define LONG_NAME   "/f/" N120
 #define N10	    "nnnnnnnnnn"

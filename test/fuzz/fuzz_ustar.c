@@ -1,7 +1,8 @@
 /*
  * libFuzzer: the pre-copy's reading of its own archive, in
- * tmp-files-precopy.c: read_members() (ustar headers, pax headers, the
- * names and link names of the members), check_members() (the checksum of
+ * tmp-files-precopy.c: read_members() (tmp_files_tar_list() of
+ * tmp-files-tar.c: ustar headers, pax headers, the names and link names
+ * of the members), check_members() (the checksum of
  * each regular member's data at the offsets read_members() found) and
  * tmp_files_precopy_compact()/_end() (moving the kept members down).
  *

@@ -1,0 +1,31 @@
+#ifndef __CR_TMP_FILES_STAGE_H__
+#define __CR_TMP_FILES_STAGE_H__
+
+/*
+ * --tmp-file, restore (tmp-files-stage.c): the staging directory, and the
+ * dumped tree's root under the restore root. Calls tmp-files-tree.c.
+ */
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "tmp-files-tree.h"
+
+struct TmpFilesManifestEntry;
+
+struct tmp_files_stage {
+	int parent_fd;
+	int fd; /* holds the flock() that tells it is in use */
+	char name[48];
+	char where[PATH_MAX]; /* for messages only: the stage is used through fd */
+};
+
+extern int tmp_files_stage_make(int root_fd, const char *root, struct TmpFilesManifestEntry *me,
+				struct tmp_files_stage *s);
+extern void tmp_files_stage_remove(struct tmp_files_stage *s);
+/* The dumped tree's root (a chroot, "/srv/jail") under the restore root */
+extern int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root);
+/* uid is the overflow uid of a restored user namespace: an owner outside it */
+extern bool tmp_files_owner_outside_userns(uid_t uid);
+
+#endif /* __CR_TMP_FILES_STAGE_H__ */

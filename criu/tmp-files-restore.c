@@ -1,0 +1,271 @@
+/*
+ * --tmp-file, restore: before any task is created (or, with a restored
+ * mount namespace, in it), the archive is extracted into a staging
+ * directory (tmp-files-stage.c) and checked against the manifest
+ * (tmp-files-manifest.c), each file's content checksum taken as its data
+ * passes to tar (tmp-files-tar.c); the entries are then put in place by
+ * directory fds (tmp-files-place.c).
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+
+#include "cr_options.h"
+#include "crtools.h"
+#include "fault-injection.h"
+#include "filesystems.h"
+#include "image.h"
+#include "log.h"
+#include "mount.h"
+#include "namespaces.h"
+#include "protobuf.h"
+#include "pstree.h"
+#include "servicefd.h"
+#include "string.h"
+#include "mount-v2.h"
+#include "tmp-files.h"
+#include "tmp-files-manifest.h"
+#include "tmp-files-place.h"
+#include "tmp-files-options.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#include "images/mnt.pb-c.h"
+#include "images/tmp-file.pb-c.h"
+
+#undef LOG_PREFIX
+#define LOG_PREFIX "tmp-files: "
+
+/* The members of the archive, checked against the manifest as they pass */
+struct extraction {
+	TmpFilesManifestEntry *me;
+	struct tmp_files_sum *sums;
+	size_t cur; /* the entry of the member passing */
+};
+
+static int member_ok(void *ctx, const struct tmp_files_tar_member *m)
+{
+	struct extraction *x = ctx;
+
+	return tmp_files_check_member(x->me, x->sums, m, &x->cur);
+}
+
+static int member_summed(void *ctx, const struct tmp_files_tar_member *m, uint64_t sum)
+{
+	struct extraction *x = ctx;
+
+	return tmp_files_check_member_sum(x->me, x->sums, x->cur, sum);
+}
+
+/*
+ * The archive is decompressed once, and criu reads it on its way to tar
+ * (tmp_files_tar_stream()): every member is checked against the manifest
+ * before its data reaches tar, so a small archive cannot fill the disk
+ * nor put anything the manifest does not have into the stage, and the
+ * data of each regular member is checksummed as it passes.
+ */
+static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
+			   struct tmp_files_sum *sums)
+{
+	struct extraction x = { .me = me, .sums = sums };
+	struct tmp_files_tar_check check = { .ctx = &x, .member = member_ok, .summed = member_summed };
+	const struct tmp_files_compressor *c = tmp_files_compressor(me->compression);
+	int dpipe[2] = { -1, -1 }, tpipe[2] = { -1, -1 }, in, ret = -1;
+	pid_t unzip = 0, tar = -1;
+	sigset_t mask, oldmask;
+	struct cr_img *img;
+
+	img = open_image(CR_FD_TMP_FILES, O_RSTR);
+	if (!img)
+		return -1;
+	if (empty_image(img)) {
+		pr_err("The --tmp-file archive %s is missing\n", imgset_template[CR_FD_TMP_FILES].fmt);
+		close_image(img);
+		return -1;
+	}
+	in = img_raw_fd(img);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &mask, &oldmask); /* a valid how and set: can't fail */
+	if (pipe2(tpipe, O_CLOEXEC) || (c->dargv[0] && pipe2(dpipe, O_CLOEXEC))) {
+		pr_perror("Can't make a pipe");
+		goto out;
+	}
+	/* 64 KiB pipes cost a context switch every 64 KiB: 1 MiB ones, where the limit allows */
+	fcntl(tpipe[1], F_SETPIPE_SZ, 1 << 20);
+	if (c->dargv[0])
+		fcntl(dpipe[1], F_SETPIPE_SZ, 1 << 20);
+	if (c->dargv[0]) {
+		unzip = tmp_files_spawn(c->dargv, in, dpipe[1], -1);
+		close_safe(&dpipe[1]);
+		if (unzip < 0)
+			goto out;
+		in = dpipe[0];
+	}
+	/* In the stage, entered by its fd: its name is never used again */
+	tar = tmp_files_spawn(tmp_files_tar_extract_argv(), tpipe[0], -1, stage->fd);
+	close_safe(&tpipe[0]);
+	if (tar < 0)
+		goto out;
+
+	ret = tmp_files_tar_stream(in, tpipe[1], &check);
+	close_safe(&tpipe[1]);
+	close_safe(&dpipe[0]);
+	if (tmp_files_reap(tar, "tar", ret != 0))
+		ret = -1;
+	tar = -1;
+	if (unzip && tmp_files_reap(unzip, c->dargv[0], ret != 0))
+		ret = -1;
+	unzip = 0;
+	if (ret)
+		pr_err("The --tmp-file archive %s is damaged, or not what its manifest says: no file was restored\n",
+		       imgset_template[CR_FD_TMP_FILES].fmt);
+out:
+	if (tar > 0)
+		tmp_files_reap(tar, "tar", true);
+	if (unzip > 0)
+		tmp_files_reap(unzip, c->dargv[0], true);
+	close_safe(&tpipe[0]);
+	close_safe(&tpipe[1]);
+	close_safe(&dpipe[0]);
+	close_safe(&dpipe[1]);
+	sigprocmask(SIG_SETMASK, &oldmask, NULL);
+	close_image(img);
+	return ret;
+}
+
+/* Put the saved files back under root ("" for "/") */
+static int restore_into(const char *root)
+{
+	TmpFilesManifestEntry *me = NULL;
+	struct tmp_files_sum *sums = NULL;
+	struct tmp_files_stage stage;
+	struct cr_img *img;
+	int root_fd, ret;
+
+	img = open_image(CR_FD_TMP_FILES_MANIFEST, O_RSTR);
+	if (!img)
+		return -1;
+	if (empty_image(img)) {
+		close_image(img);
+		return 0;
+	}
+	ret = pb_read_one(img, &me, PB_TMP_FILES_MANIFEST);
+	close_image(img);
+	if (ret < 0)
+		return -1;
+
+	ret = -1;
+	if (!tmp_files_compressor(me->compression)) {
+		pr_err("The --tmp-file archive is compressed with \"%s\", which is not supported\n", me->compression);
+		goto out;
+	}
+	if (tmp_files_check_manifest(me))
+		goto out;
+	root_fd = open(*root ? root : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		pr_perror("Can't open the restore root %s", *root ? root : "/");
+		goto out;
+	}
+	if (me->root && strcmp(me->root, "/")) {
+		int fd = tmp_files_open_tree_root(root_fd, root, me->root);
+
+		close(root_fd);
+		root_fd = fd;
+		if (root_fd < 0)
+			goto out;
+		pr_info("The dumped tree was chrooted to %s: its --tmp-file paths go under %s%s\n", me->root, root,
+			me->root);
+	}
+	if (tmp_files_all_in_place(root_fd, me)) {
+		ret = 0;
+		goto close_root;
+	}
+	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);
+	if (!sums)
+		goto close_root;
+	/* Before extracting: a missing program is not a damaged archive */
+	if (tmp_files_check_programs(tmp_files_compressor(me->compression), true))
+		goto close_root;
+	if (tmp_files_stage_make(root_fd, root, me, &stage))
+		goto close_root;
+
+	pr_info("Restoring %zu --tmp-file path(s) into %s/\n", me->n_paths, root);
+	ret = extract_archive(&stage, me, sums) ?: tmp_files_check_staged(stage.fd, me, sums) ?:
+												tmp_files_place(root_fd, stage.fd, me);
+
+	tmp_files_stage_remove(&stage);
+close_root:
+	close(root_fd);
+out:
+	xfree(sums);
+	tmp_files_manifest_entry__free_unpacked(me, NULL);
+	return ret;
+}
+
+static const char *restore_root(void)
+{
+	/* "/" is the empty prefix: paths are joined as root + "/" + rel */
+	return opts.root && strcmp(opts.root, "/") ? opts.root : "";
+}
+
+/* Called before any task is created */
+int restore_tmp_files(void)
+{
+	/*
+	 * The tree's own mounts don't exist yet, nor its user namespace, in
+	 * which owners must be set: see restore_tmp_files_in_ns().
+	 */
+	if (root_ns_mask & (CLONE_NEWNS | CLONE_NEWUSER))
+		return 0;
+
+	return restore_into(restore_root());
+}
+
+/*
+ * With a restored mount namespace the files go where the tree will look
+ * for them: into that namespace, once its mounts are in place. Called by
+ * the root task, in the tree's namespaces, before any other task is
+ * forked and opens a file.
+ */
+int restore_tmp_files_in_ns(void)
+{
+	struct ns_id *mntns;
+	int root_fd, cwd_fd, ret;
+
+	if (!(root_ns_mask & CLONE_NEWNS))
+		return root_ns_mask & CLONE_NEWUSER ? restore_into(restore_root()) : 0;
+
+	mntns = lookup_ns_by_id(root_item->ids->mnt_ns_id, &mnt_ns_desc);
+	root_fd = mntns ? mntns_get_root_fd(mntns) : -1;
+	if (root_fd < 0) {
+		pr_err("Can't get the root of the restored mount namespace\n");
+		return -1;
+	}
+
+	/* Paths are resolved from the namespace's root, as "./path" */
+	cwd_fd = open(".", O_PATH);
+	if (cwd_fd < 0 || fchdir(root_fd)) {
+		pr_perror("Can't enter the root of the restored mount namespace");
+		close_safe(&cwd_fd);
+		return -1;
+	}
+	ret = restore_into(".");
+	if (fchdir(cwd_fd)) {
+		pr_perror("Can't go back to the working directory");
+		ret = -1;
+	}
+	close(cwd_fd);
+	return ret;
+}
