@@ -18,7 +18,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "tmp-files.h"
+#include "tmp-files-tree.h"
+#include "tmp-files-hash.h"
+#include "tmp-files-tar.h"
 
 static unsigned int failed_checks;
 
