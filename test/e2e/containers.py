@@ -37,7 +37,28 @@ def make_rootfs(rootfs):
     (rootfs / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
 
 
-class Runc:
+class Ticking:
+    """The ticking service's log, data/app.log on the host, of a container
+    whose host directory bound at /data is self.data."""
+
+    def log(self):
+        try:
+            return (self.data / "app.log").read_text()
+        except FileNotFoundError:
+            return ""
+
+    def ticks(self):
+        return sum(1 for l in self.log().splitlines() if l.startswith("tick "))
+
+    def wait_ticks(self, n, timeout=20):
+        deadline = time.time() + timeout
+        while self.ticks() < n:
+            if time.time() > deadline:
+                raise AssertionError("no tick %d in %s/app.log; log:\n%s" % (n, self.data, self.log()))
+            time.sleep(0.05)
+
+
+class Runc(Ticking):
     """One container of the test: its bundle, state dir, images, work dir."""
 
     seq = 0
@@ -111,22 +132,6 @@ class Runc:
         return self.runc("restore", "-d", "--image-path", str(images), "--work-path", str(work),
                          "--bundle", str(self.bundle), self.id,
                          step="runc restore of %s" % self.id, log=work / "restore.log")
-
-    def log(self):
-        try:
-            return (self.data / "app.log").read_text()
-        except FileNotFoundError:
-            return ""
-
-    def ticks(self):
-        return sum(1 for l in self.log().splitlines() if l.startswith("tick "))
-
-    def wait_ticks(self, n, timeout=20):
-        deadline = time.time() + timeout
-        while self.ticks() < n:
-            if time.time() > deadline:
-                raise AssertionError("container %s did not reach tick %d; log:\n%s" % (self.id, n, self.log()))
-            time.sleep(0.05)
 
     def gone(self):
         """After a checkpoint that stopped the container: its init is gone

@@ -47,7 +47,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE, alive, kill_tree, run_bounded, wait_gone
-from containers import RESTORE_ERROR, TICKER, assert_carries_on, criu_version_line, make_rootfs, path_with_criu, wipe
+from containers import RESTORE_ERROR, TICKER, assert_carries_on, criu_version_line, make_rootfs, path_with_criu, wipe, Ticking
 
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
 CTR = shutil.which("ctr") or "/usr/bin/ctr"
@@ -206,7 +206,7 @@ def containerd():
         c.stop()
 
 
-class Container:
+class Container(Ticking):
     """One container of the test in the module's containerd."""
 
     seq = 0
@@ -277,22 +277,6 @@ class Container:
                               capture_output=True, check=True, timeout=60).stdout
         with tarfile.open(fileobj=io.BytesIO(data)) as t:
             return {m.name.lstrip("./"): t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
-
-    def log(self):
-        try:
-            return (self.data / "app.log").read_text()
-        except FileNotFoundError:
-            return ""
-
-    def ticks(self):
-        return sum(1 for l in self.log().splitlines() if l.startswith("tick "))
-
-    def wait_ticks(self, n, timeout=20):
-        deadline = time.time() + timeout
-        while self.ticks() < n:
-            if time.time() > deadline:
-                raise AssertionError("container %s did not reach tick %d; log:\n%s" % (self.id, n, self.log()))
-            time.sleep(0.05)
 
     def delete(self):
         """By pid: the shim (and the container's processes, its children),

@@ -27,13 +27,12 @@ directory for the lxcpath are removed.
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import alive, kill_tree, log_tail, run_bounded, wait_gone
-from containers import RESTORE_ERROR, TICKER, assert_carries_on, criu_version_line, make_rootfs, path_with_criu, wipe
+from containers import RESTORE_ERROR, TICKER, assert_carries_on, criu_version_line, make_rootfs, path_with_criu, wipe, Ticking
 
 LXC_START = shutil.which("lxc-start") or "/usr/bin/lxc-start"
 LXC_LOCK = Path("/run/lxc/lock")
@@ -57,7 +56,7 @@ def monitor_pids(lxcpath, name):
     return pids
 
 
-class Lxc:
+class Lxc(Ticking):
     """One container of the test: its lxcpath, rootfs, images, data."""
 
     seq = 0
@@ -126,22 +125,6 @@ class Lxc:
     def restore(self, env=None):
         return self.tool("checkpoint", "-r", "-D", self.images, "-v", env=env,
                          step="lxc-checkpoint -r of %s" % self.name, log=self.images / "restore.log")
-
-    def log(self):
-        try:
-            return (self.data / "app.log").read_text()
-        except FileNotFoundError:
-            return ""
-
-    def ticks(self):
-        return sum(1 for l in self.log().splitlines() if l.startswith("tick "))
-
-    def wait_ticks(self, n, timeout=20):
-        deadline = time.time() + timeout
-        while self.ticks() < n:
-            if time.time() > deadline:
-                raise AssertionError("container %s did not reach tick %d; log:\n%s" % (self.name, n, self.log()))
-            time.sleep(0.05)
 
     def delete(self):
         if (self.lxcpath / self.name / "config").exists():
