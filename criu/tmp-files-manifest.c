@@ -26,6 +26,7 @@
 #include "servicefd.h"
 #include "string.h"
 #include "tmp-files.h"
+#include "tmp-files-watch.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -339,13 +340,15 @@ static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *s
 
 static int collect_manifest(struct manifest_walk *w)
 {
+	struct tmp_files_watch *watch = w->pc ? tmp_files_precopy_watch(w->pc) : NULL;
 	size_t i;
 
 	w->prefix_len = strlen(w->set->proc_root);
 	for (i = 0; i < w->set->nr; i++) {
 		int n = snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, w->set->paths[i]);
 
-		if (tmp_files_walk(w->path, n, manifest_add, w, false)) {
+		if (watch ? tmp_files_watch_walk(watch, w->path, n, w->prefix_len, manifest_add, w) :
+			    tmp_files_walk(w->path, n, manifest_add, w, false)) {
 			pr_err("Can't list %s for the --tmp-file manifest\n", w->set->paths[i]);
 			return -1;
 		}

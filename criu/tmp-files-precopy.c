@@ -45,6 +45,7 @@
 #include "protobuf.h"
 #include "pstree.h"
 #include "tmp-files.h"
+#include "tmp-files-watch.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -93,6 +94,8 @@ struct tmp_files_precopy {
 	size_t nr_shared;
 	int fd; /* the archive, read-write: tmp-files.c's */
 	size_t nr_kept;
+	struct tmp_files_watch *watch; /* what changed until the freeze; NULL: the full check */
+	bool watched;		       /* and it can be used */
 	char path[PATH_MAX];
 };
 
@@ -129,6 +132,8 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 		if (xrealloc_safe(&pc->files, pc->size * sizeof(*pc->files)))
 			return -1;
 	}
+	if (tmp_files_watch_add(pc->watch, path, st))
+		return -1;
 	f = &pc->files[pc->nr];
 	memset(f, 0, sizeof(*f));
 	tmp_file_entry__init(&f->xattrs);
@@ -342,6 +347,7 @@ struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set
 	pc->set = set;
 	pc->fd = -1;
 	pc->sums_pid = -1;
+	pc->watch = tmp_files_watch_start(set, root_pid); /* before the walk */
 	/* Before the first lstat(): see the top of this file */
 	if (clock_gettime(CLOCK_REALTIME_COARSE, &pc->start)) {
 		pr_perror("Can't read the clock");
@@ -651,7 +657,13 @@ static int collect_shared(struct tmp_files_precopy *pc)
 /* Called while the tree is frozen, before the manifest walk */
 int tmp_files_precopy_freeze(struct tmp_files_precopy *pc)
 {
+	pc->watched = tmp_files_watch_drain(pc->watch);
 	return collect_shared(pc);
+}
+
+struct tmp_files_watch *tmp_files_precopy_watch(struct tmp_files_precopy *pc)
+{
+	return pc->watched ? pc->watch : NULL;
 }
 
 static bool mapped_shared(struct tmp_files_precopy *pc, const struct stat *st)
@@ -706,6 +718,8 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 		return "changed while the pre-copy read it";
 	if (mapped_shared(pc, st))
 		return "mapped shared by the tree: writes through the mapping may leave the ctime as it was";
+	if (pc->watched && tmp_files_watch_written(pc->watch, st))
+		return "written since the pre-copy started (fanotify), whatever its times say";
 	*sum = pc->sums[f - pc->files].sum;
 	/* Handed over to the manifest entry */
 	e->n_xattrs = f->xattrs.n_xattrs;
@@ -790,6 +804,7 @@ void tmp_files_precopy_free(struct tmp_files_precopy *pc)
 
 	if (!pc)
 		return;
+	tmp_files_watch_free(pc->watch);
 	if (pc->sums_pid > 0) {
 		kill(pc->sums_pid, SIGKILL);
 		waitpid(pc->sums_pid, NULL, 0);
