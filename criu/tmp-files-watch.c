@@ -47,7 +47,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <dirent.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -762,40 +761,6 @@ static int walk_kid(struct walk_ctx *c, char *path, size_t len, const char *name
 	return ret;
 }
 
-/* A directory whose listing changed: listed again, each entry stat()ed */
-static int walk_listed(struct walk_ctx *c, char *path, size_t len, struct wnode *n)
-{
-	struct dirent *de;
-	int ret = 0;
-	DIR *d;
-
-	d = opendir(path);
-	if (!d) {
-		pr_perror("Can't open %s", path);
-		return -1;
-	}
-	while (!ret && (de = readdir(d))) {
-		struct wnode *kid = NULL;
-		struct stat st;
-		size_t i;
-
-		if (dir_dots(de))
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW)) {
-			pr_perror("Can't stat %s/%s", path, de->d_name);
-			ret = -1;
-			break;
-		}
-		c->stats++;
-		for (i = 0; n && i < n->nr_kids && !kid; i++)
-			if (!strcmp(n->kids[i]->name, de->d_name))
-				kid = n->kids[i];
-		ret = walk_kid(c, path, len, de->d_name, kid, &st, false);
-	}
-	closedir(d);
-	return ret;
-}
-
 /*
  * The entry at path: n as the pre-copy saw it (NULL: it did not), fresh
  * its lstat() now if it was made; stat_it: its name changed, make one.
@@ -808,10 +773,11 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 	struct dirty_name *names;
 	size_t nr_names, i, j;
 	struct stat st;
-	bool relist;
 	int ret;
 
-	if (!fresh && (stat_it || !n || ino_dirty(w, &n->st))) {
+	names = n ? first_name(w, &n->st, &nr_names) : NULL;
+	/* A directory with a changed name has a new mtime and ctime */
+	if (!fresh && (stat_it || !n || ino_dirty(w, &n->st) || names)) {
 		if (lstat(path, &st)) {
 			if (errno == ENOENT)
 				return 0; /* gone: a changed name that is no more */
@@ -829,11 +795,11 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 	if (ret || !S_ISDIR(n->st.st_mode))
 		return ret < 0 ? -1 : 0;
 
-	/* A directory with an event of its own is listed again, as are its changed names */
-	relist = ino_dirty(w, &n->st);
-	if (relist)
-		return walk_listed(c, path, len, n);
-	names = first_name(w, &n->st, &nr_names);
+	/*
+	 * Its listing is the pre-copy's but for the changed names: a name
+	 * comes or goes only with an event of the directory (create, delete,
+	 * moved_from, moved_to) that names it
+	 */
 	for (i = 0; !ret && i < n->nr_kids; i++) {
 		struct wnode *kid = n->kids[i];
 		bool changed = false;
