@@ -142,8 +142,8 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 		return -1;
 	f->st = *st;
 	pc->nr++;
-	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file is kept */
-	f->has_xattrs = S_ISREG(st->st_mode) && !tmp_files_get_xattrs(fpath, &f->xattrs);
+	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file (or a directory) is kept */
+	f->has_xattrs = (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && !tmp_files_get_xattrs(fpath, &f->xattrs);
 	return 0;
 }
 
@@ -695,8 +695,12 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 
 	if (!f || !f->end)
 		return "new, or not archived by the pre-copy";
-	/* Its member is what tar found at its name, maybe after a swap; and cheap to make while frozen */
-	if (!S_ISREG(st->st_mode))
+	/*
+	 * Its member is what tar found at its name, maybe after a swap; and
+	 * cheap to make while frozen. With the change record, a directory's
+	 * is kept if it says what the directory is (tmp-files-watch.c).
+	 */
+	if (!S_ISREG(st->st_mode) && !(S_ISDIR(st->st_mode) && pc->watched))
 		return "not a regular file: archived while frozen (no data to copy)";
 	was = &f->st;
 	if (was->st_dev != st->st_dev || was->st_ino != st->st_ino || was->st_mode != st->st_mode ||
@@ -704,6 +708,12 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 	    was->st_size != st->st_size || !same_time(&was->st_mtim, &st->st_mtim) ||
 	    !same_time(&was->st_ctim, &st->st_ctim))
 		return "changed since the pre-copy";
+	if (S_ISDIR(st->st_mode)) {
+		if (f->type != DIRTYPE || !f->has_xattrs || f->xattrs.n_xattrs ||
+		    !tmp_files_watch_dir_member_same(pc->fd, f->start, f->end, st))
+			return "a directory whose member says other or more than its lstat() (xattrs, ACLs)";
+		goto keep;
+	}
 	/* tar stores the data with the first name it reads, and links the others to it */
 	if (st->st_nlink > 1 || e->type != TMP_FILE_ENTRY__KIND__REG)
 		return "it has hard links: its names are archived together while frozen";
@@ -721,6 +731,7 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 	if (pc->watched && tmp_files_watch_written(pc->watch, st))
 		return "written since the pre-copy started (fanotify), whatever its times say";
 	*sum = pc->sums[f - pc->files].sum;
+keep:
 	/* Handed over to the manifest entry */
 	e->n_xattrs = f->xattrs.n_xattrs;
 	e->xattrs = f->xattrs.xattrs;

@@ -53,6 +53,7 @@
 #include <sys/syscall.h>
 
 #include "log.h"
+#include "namespaces.h"
 #include "tmp-files-watch.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -843,6 +844,104 @@ int tmp_files_watch_walk(struct tmp_files_watch *w, char *path, size_t len, size
 	ret = walk_node(&c, path, len, n, &st, false);
 	pr_info("Pre-copy: %s walked from the change record with %zu lstat()s\n", path + prefix_len, c.stats);
 	return ret;
+}
+
+/* An octal field of a ustar header */
+static bool octal(const char *f, size_t len, unsigned long long *v)
+{
+	size_t i = 0;
+
+	*v = 0;
+	while (i < len && f[i] == ' ')
+		i++;
+	if (i == len || f[i] < '0' || f[i] > '7')
+		return false;
+	for (; i < len && f[i] >= '0' && f[i] <= '7'; i++)
+		*v = *v * 8 + (f[i] - '0');
+	return i == len || !f[i] || f[i] == ' ';
+}
+
+/* "SEC[.FRACTION]" of a pax time record */
+static bool pax_time(const char *v, const char *end, struct timespec *ts)
+{
+	long long sec = 0;
+	long nsec = 0;
+	int digits = 0;
+
+	if (v == end || *v < '0' || *v > '9')
+		return false;
+	for (; v < end && *v >= '0' && *v <= '9'; v++)
+		sec = sec * 10 + (*v - '0');
+	if (v < end && *v == '.')
+		for (v++; v < end && *v >= '0' && *v <= '9'; v++)
+			if (digits++ < 9)
+				nsec = nsec * 10 + (*v - '0');
+	for (; digits < 9; digits++)
+		nsec *= 10;
+	ts->tv_sec = sec;
+	ts->tv_nsec = nsec;
+	return v == end;
+}
+
+/*
+ * The pre-copy's member of a directory, bytes [start, end) of the
+ * archive fd: does it say what st says? Its mode, owner (as the tree
+ * sees it: tar runs in its user namespace) and mtime to the nanosecond,
+ * and nothing more than those, its name and its other times (no xattr,
+ * no ACL). Whatever directory tar found at its name, such a member
+ * extracts to the directory st is.
+ */
+bool tmp_files_watch_dir_member_same(int fd, off_t start, off_t end, const struct stat *st)
+{
+	char buf[8192], *p, *pax_end, *hdr;
+	unsigned long long v;
+	struct timespec mtime = { -1, 0 };
+	size_t len = end - start;
+
+	if (end <= start || len > sizeof(buf) || len % 512 || pread(fd, buf, len, start) != (ssize_t)len)
+		return false;
+	hdr = buf + len - 512;
+	if (hdr[156] != '5' || memcmp(hdr + 257, "ustar", 5))
+		return false;
+	if (len > 512) {
+		/* One pax header ('x') before it, and its records */
+		if (buf[156] != 'x' || !octal(buf + 124, 12, &v) || v > len - 1024)
+			return false;
+		for (p = buf + 512, pax_end = p + v; p < pax_end;) {
+			char *rec = p, *key, *eq, *nl;
+			unsigned long long rlen = 0;
+
+			for (; p < pax_end && *p >= '0' && *p <= '9'; p++)
+				rlen = rlen * 10 + (*p - '0');
+			if (p == rec || p == pax_end || *p != ' ' || !rlen || rlen > (unsigned long long)(pax_end - rec))
+				return false;
+			key = p + 1;
+			nl = rec + rlen - 1;
+			eq = memchr(key, '=', nl - key);
+			if (*nl != '\n' || !eq)
+				return false;
+			if (eq - key == 5 && !memcmp(key, "mtime", 5)) {
+				if (!pax_time(eq + 1, nl, &mtime))
+					return false;
+			} else if (!((eq - key == 5 && (!memcmp(key, "atime", 5) || !memcmp(key, "ctime", 5))) ||
+				     (eq - key == 4 && !memcmp(key, "path", 4)))) {
+				return false; /* xattrs, ACLs, big ids: archived again */
+			}
+			p = rec + rlen;
+		}
+	}
+	if (!octal(hdr + 100, 8, &v) || v != (st->st_mode & 07777))
+		return false;
+	if (!octal(hdr + 108, 8, &v) || v != userns_uid(st->st_uid))
+		return false;
+	if (!octal(hdr + 116, 8, &v) || v != userns_gid(st->st_gid))
+		return false;
+	if (mtime.tv_sec < 0) {
+		if (!octal(hdr + 136, 12, &v))
+			return false;
+		mtime.tv_sec = v;
+	}
+	return mtime.tv_sec == st->st_mtim.tv_sec && mtime.tv_nsec == st->st_mtim.tv_nsec;
 }
 
 static void free_node(struct wnode *n)

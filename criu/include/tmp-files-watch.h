@@ -23,6 +23,9 @@
  *            what did not change, from a new one for what did
  *   written() whether a file was written (or closed after a write open)
  *            since the pre-copy started, whatever its times say
+ *   dir_member_same() whether the pre-copy's member of a directory says
+ *            what its lstat() says, and nothing more: such a member of a
+ *            directory unchanged since the walk is kept
  */
 struct tmp_files_watch;
 
@@ -32,6 +35,7 @@ extern bool tmp_files_watch_drain(struct tmp_files_watch *w);
 extern int tmp_files_watch_walk(struct tmp_files_watch *w, char *path, size_t len, size_t prefix_len,
 				tmp_files_walk_fn fn, void *ctx);
 extern bool tmp_files_watch_written(struct tmp_files_watch *w, const struct stat *st);
+extern bool tmp_files_watch_dir_member_same(int fd, off_t start, off_t end, const struct stat *st);
 extern void tmp_files_watch_free(struct tmp_files_watch *w);
 
 /* tmp-files-precopy.c: its record, drained and usable, for the frozen walk; or NULL */

@@ -15,14 +15,17 @@ from test_precopy import between_the_passes, kept, restores_as_frozen, start_app
 
 RECORD = "the frozen pass looks only at those"
 FALLBACK = "the frozen pass checks every entry"
+DIR_XATTRS = "a directory whose member says other or more than its lstat() (xattrs, ACLs)"
 WRITTEN = "written since the pre-copy started (fanotify), whatever its times say"
 
 
-def window(procs, criu, workdir, d, mode, *more):
+def window(procs, criu, workdir, d, mode, *more, prepare=None):
     """window.py in d, one dump with the change of mode between the passes: (process, dump result)"""
     env, ack, steps = between_the_passes(workdir)
     p = start_app(procs, "window.py", d, workdir / "window.ready", ack, mode, *more)
     env["CHURN_PID"] = str(p.pid)
+    if prepare:
+        prepare(d)
     wait_ctimes_past(d)  # the unchanged files are kept by the ctime rule
     r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none", env=env)
     assert r.returncode == 0, r
@@ -37,16 +40,26 @@ def lstats(log):
     return int(m.group(1)) if m else None
 
 
+def subdirs(d):
+    """sub/f, and a directory with an xattr"""
+    (d / "sub").mkdir()
+    (d / "sub/f").write_bytes(b"f\n")
+    (d / "xattr").mkdir()
+    os.setxattr(d / "xattr", "user.test", b"kept by tar")
+
+
 def test_changes_between_the_passes_with_the_record(procs, criu, workdir, tmpdir_tmp):
     """A file rewritten with its mtime set back, a file swapped for a fifo,
     one for a symlink to /etc/shadow, a file made and one removed: the
     record names them, the frozen pass stats only those (not the 300
     unchanged files), archives them again as they are, and the restore
-    gives the new data, the fifo and the symlink (never the host file)."""
+    gives the new data, the fifo and the symlink (never the host file).
+    An unchanged directory's member is kept; one with an xattr (which the
+    member check does not compare) is archived again."""
     with mounted_tmpfs(tmpdir_tmp / "mnt", "64m") as mnt:
         d = mnt / "app"
         d.mkdir()
-        p, r = window(procs, criu, workdir, d, "swap")
+        p, r = window(procs, criu, workdir, d, "swap", prepare=subdirs)
         assert RECORD in r.log and FALLBACK not in r.log, r.log[-3000:]
         n = lstats(r.log)
         assert n is not None and n < 20, n
@@ -55,7 +68,10 @@ def test_changes_between_the_passes_with_the_record(procs, criu, workdir, tmpdir
         assert again.get(str(d / "fifo")).startswith("not a regular file"), again
         assert again.get(str(d / "link")).startswith("not a regular file"), again
         assert again.get(str(d / "new.txt")) == "new, or not archived by the pre-copy", again
-        assert str(d / "kept.0") not in again and k == 300, (k, again)  # kept.1 to kept.299, and mapped
+        assert again.get(str(d)) == "changed since the pre-copy", again  # names came and went
+        assert again.get(str(d / "xattr")) == DIR_XATTRS, again
+        # kept.1 to kept.299, mapped, sub and sub/f
+        assert str(d / "kept.0") not in again and str(d / "sub") not in again and k == 302, (k, again)
         listing = subprocess.run(["tar", "-tvf", str(criu.images / "tmp-files.tar.img")],
                                  capture_output=True, text=True, check=True).stdout
         assert re.search(r"^l.* %s -> /etc/shadow$" % re.escape(str(d / "link")[1:]), listing, re.M), listing
@@ -65,6 +81,8 @@ def test_changes_between_the_passes_with_the_record(procs, criu, workdir, tmpdir
         restores_as_frozen(criu, procs, p, d)
         assert (d / "data").read_bytes() == b"NEW\n" * 16384
         assert os.readlink(d / "link") == "/etc/shadow"
+        assert os.getxattr(d / "xattr", "user.test") == b"kept by tar"
+        assert (d / "sub/f").read_bytes() == b"f\n"
 
 
 def test_queue_overflow_falls_back_to_the_full_check(procs, criu, workdir, tmpdir_tmp):
