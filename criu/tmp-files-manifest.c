@@ -462,7 +462,12 @@ static void free_walk(struct manifest_walk *w)
 	for (i = 0; i < w->nr; i++)
 		tmp_file_entry__free_unpacked(w->entries[i], NULL);
 	xfree(w->entries);
+	w->entries = NULL;
+	w->nr = 0;
 }
+
+/* The parent's copy of the walk, while the child that writes the manifest shares its pages */
+static struct manifest_walk parent_walk;
 
 /*
  * The manifest is made by a child while tar runs, so that reading the
@@ -499,7 +504,11 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, struct tmp_files
 		close(pfd[0]);
 		*tar_done = pfd[1];
 		*nr_delta = w.nr_delta;
-		free_walk(&w);
+		/* Freed once the child is gone: now, each page written would be copied, with the tree frozen */
+		if (pid > 0)
+			parent_walk = w;
+		else
+			free_walk(&w);
 		return pid;
 	}
 
@@ -523,8 +532,10 @@ int tmp_files_wait_manifest(pid_t pid)
 
 	if (waitpid(pid, &status, 0) != pid) {
 		pr_perror("Can't wait for the --tmp-file manifest");
+		free_walk(&parent_walk);
 		return -1;
 	}
+	free_walk(&parent_walk);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		pr_err("Can't make the --tmp-file manifest (see above)\n");
 		return -1;
