@@ -36,6 +36,8 @@
  *    freeze must be those at the start;
  *  - another filesystem below a saved path: an entry whose device is not
  *    a marked filesystem's.
+ *  - changes that do not go through this kernel's VFS: only tmpfs, ext4,
+ *    xfs and btrfs are watched (not NFS, FUSE, overlayfs).
  * Any of these, a queue overflow (FAN_Q_OVERFLOW), an event that cannot
  * be attributed, or a kernel or filesystem that cannot report (ramfs,
  * no FID support) falls back to the full check, with a warning.
@@ -159,7 +161,7 @@ struct dirty_name {
 
 /* A file handle of an event, and what it opened to */
 struct resolved {
-	unsigned long hash;
+	uint64_t hash;
 	int fsid[2];
 	struct handle h;
 	bool gone;
@@ -280,6 +282,19 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 	}
 	if (fstat(fd, &st) || fstatfs(fd, &sfs)) {
 		pr_warn("Pre-copy: can't stat %s: %s\n", fpath, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/*
+	 * Only local filesystems whose every change goes through this
+	 * kernel's VFS: not NFS or FUSE (a change made elsewhere is no event
+	 * here), nor overlayfs (a write to a layer below it is none either)
+	 */
+	if (sfs.f_type != 0x01021994 /* tmpfs */ && sfs.f_type != 0xEF53 /* ext2/3/4 */ &&
+	    sfs.f_type != 0x58465342 /* xfs */ && sfs.f_type != (typeof(sfs.f_type))0x9123683E /* btrfs */) {
+		pr_warn("Pre-copy: %s is on a filesystem (type 0x%llx) whose changes fanotify may not all see: "
+			"the frozen pass checks every entry\n",
+			fpath + strlen(w->set->proc_root), (unsigned long long)sfs.f_type);
 		close(fd);
 		return -1;
 	}
@@ -430,17 +445,17 @@ err:
 	return -1;
 }
 
-static unsigned long hash_handle(const int *fsid, const struct handle *h)
+static uint64_t hash_handle(const int *fsid, const struct handle *h)
 {
-	unsigned long v = 1469598103934665603UL;
+	uint64_t v = 1469598103934665603ULL;
 	const unsigned char *p;
 	size_t i;
 
 	for (p = (const unsigned char *)fsid, i = 0; i < 8; i++)
-		v = (v ^ p[i]) * 1099511628211UL;
-	v = (v ^ (unsigned int)h->type) * 1099511628211UL;
+		v = (v ^ p[i]) * 1099511628211ULL;
+	v = (v ^ (unsigned int)h->type) * 1099511628211ULL;
 	for (i = 0; i < h->bytes; i++)
-		v = (v ^ h->f[i]) * 1099511628211UL;
+		v = (v ^ h->f[i]) * 1099511628211ULL;
 	return v;
 }
 
@@ -486,7 +501,7 @@ static struct resolved *resolve(struct tmp_files_watch *w, const struct info_fid
 	struct handle h;
 	struct resolved *r;
 	struct stat st;
-	unsigned long v;
+	uint64_t v;
 	struct wfs *f;
 	size_t j;
 	int fd;
