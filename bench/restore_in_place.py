@@ -21,8 +21,8 @@ dump, with tar and zstd run through a wrapper first on PATH that notes
 when each started and ended and its CPU time (/usr/bin/time): a timeline
 of criu's own phases (its -v4 log: every "tmp-files:" line, with the time
 since the line before it), the decompressor and tar, in ms since criu
-started. --perf FILE: the wiped `none` restore of the timeline runs
-under "perf record -g -o FILE" (criu and its children).
+started. --perf FILE: before it, one more wiped `none` restore runs
+under "perf record -o FILE" (criu and its children).
 """
 import os
 import shutil
@@ -39,7 +39,10 @@ def run(argv, what):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=LIMIT)
     took = time.monotonic() - t
     if r.returncode:
-        sys.exit("%s failed (%d): %s%s" % (what, r.returncode, r.stdout, r.stderr))
+        logs = [a for a in argv if a.endswith(".log")]
+        d = argv[argv.index("-D") + 1] if "-D" in argv else None
+        tail = open(os.path.join(d, logs[0])).read()[-1500:] if d and logs and os.path.exists(os.path.join(d, logs[0])) else ""
+        sys.exit("%s failed (%d): %s%s%s" % (what, r.returncode, r.stdout, r.stderr, tail))
     return took
 
 
@@ -66,7 +69,8 @@ def kill(pid):
 def dump(criu, images, app, with_option, compress="none"):
     shutil.rmtree(images, ignore_errors=True)
     os.makedirs(images)
-    p = subprocess.Popen(["sleep", "1000"], cwd="/", stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(["sleep", "1000"], cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     opts = ["--tmp-file", app, "--tmp-file-compress", compress] if with_option else []
     run([criu, "dump", "-t", str(p.pid), "-D", images, "-o", "dump.log", "--shell-job"] + opts, "dump")
     p.wait()
@@ -102,8 +106,14 @@ def timeline(criu, images, app, pid, what, perf=None):
     env = dict(os.environ, PATH="%s/bin:%s" % (tl, os.environ["PATH"]), TL_DIR=tl)
     shutil.move(app, "/tmp/app.keep")
     argv = [criu, "restore", "-d", "-D", images, "-o", "restore.log", "-v4", "--shell-job"]
-    if perf:
-        argv = ["perf", "record", "-q", "-g", "-o", perf, "--"] + argv
+    if perf:  # a restore of its own: perf's start would shift the timeline
+        subprocess.run(["perf", "record", "-q", "-o", perf, "--"] + argv, capture_output=True, timeout=LIMIT,
+                       check=True)
+        kill(pid)
+        shutil.rmtree(app)
+        shutil.move("/tmp/app.keep", app)
+        pid = dump(criu, images, app, True, what.split()[-1])
+        shutil.move(app, "/tmp/app.keep")
     t0 = time.time()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=LIMIT, env=env)
     took = time.time() - t0
