@@ -189,7 +189,9 @@ struct tmp_files_watch {
 	size_t nr_written;
 	struct resolved *cache; /* open addressing, by hash */
 	size_t cache_size, cache_used;
-	size_t nr_events, nr_foreign;
+	size_t nr_events;
+	size_t nr_nodes; /* entries recorded */
+	bool too_many;	 /* more inodes changed on the filesystems than it is worth opening */
 	char path[PATH_MAX];
 };
 
@@ -403,6 +405,7 @@ int tmp_files_watch_add(struct tmp_files_watch *w, const char *path, const struc
 	}
 	n->name = strrchr(n->path, '/') + 1;
 	n->st = *st;
+	w->nr_nodes++;
 
 	if (is_root(w, path)) {
 		w->depth = 0;
@@ -525,6 +528,11 @@ static struct resolved *resolve(struct tmp_files_watch *w, const struct info_fid
 	f = find_fs(w, info->fsid);
 	if (!f)
 		return NULL;
+	/* Each handle costs an open: past this many, checking every entry costs less */
+	if (w->cache_used >= max_t(size_t, 1024, w->nr_nodes / 2)) {
+		w->too_many = true;
+		return NULL;
+	}
 	r = &w->cache[j];
 	fd = syscall(__NR_open_by_handle_at, f->fd, &h, O_PATH | O_CLOEXEC);
 	if (fd < 0) {
@@ -603,7 +611,8 @@ static const char *read_event(struct tmp_files_watch *w, const struct fanotify_e
 		}
 		r = resolve(w, info, fh, len - sizeof(*info));
 		if (!r)
-			return "a file handle that cannot be opened";
+			return w->too_many ? "more inodes changed on the filesystem than entries to check" :
+					     "a file handle that cannot be opened";
 		any = true;
 		if (r->gone) {
 			/* Its removal from a directory was an event of that directory */
@@ -650,6 +659,7 @@ static int name_cmp(const void *a, const void *b)
 static const char *drain(struct tmp_files_watch *w)
 {
 	static char buf[1 << 16] __attribute__((aligned(8)));
+	const char *why = NULL;
 	char *mi, root[PATH_MAX];
 	bool same;
 
@@ -662,19 +672,21 @@ static const char *drain(struct tmp_files_watch *w)
 		if (n <= 0)
 			return "the queue cannot be read";
 		for (; FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
-			const char *why;
-
 			if (m->vers != FANOTIFY_METADATA_VERSION)
 				return "an event of another fanotify version";
+			/* The reason to say: an overflow, at the end of the queue, before the others */
 			if (m->mask & FAN_Q_OVERFLOW)
 				return "the queue overflowed (more changes on the filesystem than it holds)";
-			why = read_event(w, m);
-			if (why)
-				return why;
 			if (++w->nr_events > MAX_EVENTS)
 				return "the filesystem changes faster than the queue is read";
+			if (!why)
+				why = read_event(w, m);
+			else if (m->fd != FAN_NOFD)
+				close(m->fd);
 		}
 	}
+	if (why)
+		return why;
 	mi = read_mountinfo(w->root_pid);
 	same = mi && !strcmp(mi, w->mountinfo) && !read_root(w->root_pid, root) && !strcmp(root, w->root);
 	xfree(mi);
