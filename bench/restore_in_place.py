@@ -22,7 +22,8 @@ when each started and ended and its CPU time (/usr/bin/time): a timeline
 of criu's own phases (its -v4 log: every "tmp-files:" line, with the time
 since the line before it), the decompressor and tar, in ms since criu
 started. --perf FILE: before it, one more wiped `none` restore runs
-under "perf record -o FILE" (criu and its children).
+under "perf record -F 10000 -o FILE" (criu and its children), and a
+`cp -a` of the same files under "perf record -o FILE.cp".
 """
 import os
 import shutil
@@ -107,8 +108,12 @@ def timeline(criu, images, app, pid, what, perf=None):
     shutil.move(app, "/tmp/app.keep")
     argv = [criu, "restore", "-d", "-D", images, "-o", "restore.log", "-v4", "--shell-job"]
     if perf:  # a restore of its own: perf's start would shift the timeline
-        subprocess.run(["perf", "record", "-q", "-o", perf, "--"] + argv, capture_output=True, timeout=LIMIT,
-                       check=True)
+        subprocess.run(["perf", "record", "-q", "-F", "10000", "-o", perf, "--"] + argv, capture_output=True,
+                       timeout=LIMIT, check=True)
+        # and a plain copy of the same files, to compare with
+        subprocess.run(["perf", "record", "-q", "-F", "10000", "-o", perf + ".cp", "--", "cp", "-a", "/tmp/app.keep",
+                        "/tmp/app.cp"], capture_output=True, timeout=LIMIT, check=True)
+        shutil.rmtree("/tmp/app.cp")
         kill(pid)
         shutil.rmtree(app)
         shutil.move("/tmp/app.keep", app)
