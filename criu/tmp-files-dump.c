@@ -344,7 +344,7 @@ int dump_tmp_files(void)
 	pid_t manifest_pid;
 	size_t nr_delta = 0;
 	int out, tar_done = -1;
-	struct tmp_files_keep keep = { .changed = precopy_changed, .ctx = dump.pc };
+	struct tmp_files_keep keep = { .changed = precopy_changed, .ctx = dump.pc, .watch = tmp_files_precopy_watch(dump.pc) };
 	char **argv;
 	int ret;
 

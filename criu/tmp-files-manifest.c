@@ -26,6 +26,7 @@
 #include "servicefd.h"
 #include "string.h"
 #include "tmp-files-manifest.h"
+#include "tmp-files-watch.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -244,13 +245,15 @@ static int manifest_add(void *ctx, char *fpath, size_t len, const struct stat *s
 
 static int collect_manifest(struct manifest_walk *w)
 {
+	struct tmp_files_watch *watch = w->keep ? w->keep->watch : NULL;
 	size_t i;
 
 	w->prefix_len = strlen(w->set->proc_root);
 	for (i = 0; i < w->set->nr; i++) {
 		int n = snprintf(w->path, sizeof(w->path), "%s%s", w->set->proc_root, w->set->paths[i]);
 
-		if (tmp_files_walk(w->path, n, manifest_add, w, false)) {
+		if (watch ? tmp_files_watch_walk(watch, w->path, n, w->prefix_len, manifest_add, w) :
+			    tmp_files_walk(w->path, n, manifest_add, w, false)) {
 			pr_err("Can't list %s for the --tmp-file manifest\n", w->set->paths[i]);
 			return -1;
 		}
@@ -364,7 +367,12 @@ static void free_walk(struct manifest_walk *w)
 	for (i = 0; i < w->nr; i++)
 		tmp_file_entry__free_unpacked(w->entries[i], NULL);
 	xfree(w->entries);
+	w->entries = NULL;
+	w->nr = 0;
 }
+
+/* The parent's copy of the walk, while the child that writes the manifest shares its pages */
+static struct manifest_walk parent_walk;
 
 /*
  * The manifest is made by a child while tar runs, so that reading the
@@ -401,7 +409,11 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp
 		close(pfd[0]);
 		*tar_done = pfd[1];
 		*nr_delta = w.nr_delta;
-		free_walk(&w);
+		/* Freed once the child is gone: now, each page written would be copied, with the tree frozen */
+		if (pid > 0)
+			parent_walk = w;
+		else
+			free_walk(&w);
 		return pid;
 	}
 
@@ -425,8 +437,10 @@ int tmp_files_wait_manifest(pid_t pid)
 
 	if (waitpid(pid, &status, 0) != pid) {
 		pr_perror("Can't wait for the --tmp-file manifest");
+		free_walk(&parent_walk);
 		return -1;
 	}
+	free_walk(&parent_walk);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		pr_err("Can't make the --tmp-file manifest (see above)\n");
 		return -1;

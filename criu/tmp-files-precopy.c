@@ -42,8 +42,10 @@
 #include <sys/wait.h>
 
 #include "log.h"
+#include "namespaces.h"
 #include "protobuf.h"
 #include "tmp-files-precopy.h"
+#include "tmp-files-watch.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -65,7 +67,10 @@ struct precopied {
 	struct stat st;
 	TmpFileEntry xattrs; /* its xattrs (n_xattrs, xattrs), for the manifest if it is kept */
 	bool has_xattrs;
-	off_t start, end; /* of its member, pax header included; end == 0: none */
+	off_t start, end;		   /* of its member, pax header included; end == 0: none */
+	unsigned long long mode, uid, gid; /* its member's headers say */
+	struct timespec mtime;
+	bool plain;	  /* and nothing more than its name and times */
 	off_t data, size; /* a regular file's data in the archive; size < 0: sparse */
 	char type;	  /* of its member: REGTYPE, DIRTYPE, ... */
 	bool kept;
@@ -90,6 +95,8 @@ struct tmp_files_precopy {
 	size_t nr_shared;
 	int fd; /* the archive, read-write: tmp-files-dump.c's */
 	size_t nr_kept;
+	struct tmp_files_watch *watch; /* what changed until the freeze; NULL: the full check */
+	bool watched;		       /* and it can be used */
 	char path[PATH_MAX];
 };
 
@@ -126,6 +133,8 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 		if (xrealloc_safe(&pc->files, pc->size * sizeof(*pc->files)))
 			return -1;
 	}
+	if (tmp_files_watch_add(pc->watch, path, st))
+		return -1;
 	f = &pc->files[pc->nr];
 	memset(f, 0, sizeof(*f));
 	tmp_file_entry__init(&f->xattrs);
@@ -134,8 +143,8 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 		return -1;
 	f->st = *st;
 	pc->nr++;
-	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file is kept */
-	f->has_xattrs = S_ISREG(st->st_mode) && !tmp_files_get_xattrs(fpath, &f->xattrs);
+	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file (or a directory) is kept */
+	f->has_xattrs = (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && !tmp_files_get_xattrs(fpath, &f->xattrs);
 	return 0;
 }
 
@@ -339,6 +348,7 @@ struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set
 	pc->set = set;
 	pc->fd = -1;
 	pc->sums_pid = -1;
+	pc->watch = tmp_files_watch_start(set, root_pid); /* before the walk */
 	/* Before the first lstat(): see the top of this file */
 	if (clock_gettime(CLOCK_REALTIME_COARSE, &pc->start)) {
 		pr_perror("Can't read the clock");
@@ -413,6 +423,11 @@ static int add_member(void *ctx, const struct tmp_files_tar_entry *e)
 	f->data = e->data;
 	f->size = e->m.sparse ? -1 : e->m.size;
 	f->type = e->m.type;
+	f->mode = e->m.mode;
+	f->uid = e->m.uid;
+	f->gid = e->m.gid;
+	f->mtime = e->m.mtime;
+	f->plain = !e->m.other_records;
 	pc->members[pc->nr_members++] = f;
 	return 0;
 }
@@ -519,8 +534,14 @@ int tmp_files_precopy_map_shared(struct tmp_files_precopy *pc, const struct stat
 /* Called while the tree is frozen, before the manifest walk */
 int tmp_files_precopy_freeze(struct tmp_files_precopy *pc)
 {
+	pc->watched = tmp_files_watch_drain(pc->watch);
 	pr_info("Pre-copy: %zu shared mapping(s) of files, at the start and at the freeze\n", pc->nr_shared);
 	return 0;
+}
+
+struct tmp_files_watch *tmp_files_precopy_watch(struct tmp_files_precopy *pc)
+{
+	return pc && pc->watched ? pc->watch : NULL;
 }
 
 static bool mapped_shared(struct tmp_files_precopy *pc, const struct stat *st)
@@ -539,6 +560,19 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
 }
 
 /*
+ * The pre-copy's member of a directory: does it say what st says? Its
+ * mode, owner (as the tree sees it: tar runs in its user namespace) and
+ * mtime to the nanosecond, and nothing more than those, its name and its
+ * other times (no xattr, no ACL). Whatever directory tar found at its
+ * name, such a member extracts to the directory st is.
+ */
+static bool dir_member_same(const struct precopied *f, const struct stat *st)
+{
+	return f->plain && f->mode == (st->st_mode & 07777) && f->uid == userns_uid(st->st_uid) &&
+	       f->gid == userns_gid(st->st_gid) && same_time(&f->mtime, &st->st_mtim);
+}
+
+/*
  * While frozen: is the pre-copy's member of path the entry st (e in the
  * manifest) as it is now? NULL if so, which only a regular file's can
  * be: the member stays in the archive, sum is its content checksum, and
@@ -552,8 +586,12 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 
 	if (!f || !f->end)
 		return "new, or not archived by the pre-copy";
-	/* Its member is what tar found at its name, maybe after a swap; and cheap to make while frozen */
-	if (!S_ISREG(st->st_mode))
+	/*
+	 * Its member is what tar found at its name, maybe after a swap; and
+	 * cheap to make while frozen. With the change record, a directory's
+	 * is kept if it says what the directory is (dir_member_same()).
+	 */
+	if (!S_ISREG(st->st_mode) && !(S_ISDIR(st->st_mode) && pc->watched))
 		return "not a regular file: archived while frozen (no data to copy)";
 	was = &f->st;
 	if (was->st_dev != st->st_dev || was->st_ino != st->st_ino || was->st_mode != st->st_mode ||
@@ -561,6 +599,11 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 	    was->st_size != st->st_size || !same_time(&was->st_mtim, &st->st_mtim) ||
 	    !same_time(&was->st_ctim, &st->st_ctim))
 		return "changed since the pre-copy";
+	if (S_ISDIR(st->st_mode)) {
+		if (f->type != DIRTYPE || !f->has_xattrs || f->xattrs.n_xattrs || !dir_member_same(f, st))
+			return "a directory whose member says other or more than its lstat() (xattrs, ACLs)";
+		goto keep;
+	}
 	/* tar stores the data with the first name it reads, and links the others to it */
 	if (st->st_nlink > 1 || e->type != TMP_FILE_ENTRY__KIND__REG)
 		return "it has hard links: its names are archived together while frozen";
@@ -575,7 +618,10 @@ const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *
 		return "changed while the pre-copy read it";
 	if (mapped_shared(pc, st))
 		return "mapped shared by the tree: writes through the mapping may leave the ctime as it was";
+	if (pc->watched && tmp_files_watch_written(pc->watch, st))
+		return "written since the pre-copy started (fanotify), whatever its times say";
 	*sum = pc->sums[f - pc->files].sum;
+keep:
 	/* Handed over to the manifest entry */
 	e->n_xattrs = f->xattrs.n_xattrs;
 	e->xattrs = f->xattrs.xattrs;
@@ -659,6 +705,7 @@ void tmp_files_precopy_free(struct tmp_files_precopy *pc)
 
 	if (!pc)
 		return;
+	tmp_files_watch_free(pc->watch);
 	if (pc->sums_pid > 0) {
 		kill(pc->sums_pid, SIGKILL);
 		waitpid(pc->sums_pid, NULL, 0);

@@ -109,6 +109,13 @@ int tmp_files_tar_header(const char *blk, struct tmp_files_tar_member *m)
 	m->type = h->typeflag ?: '0';
 	if (!m->has_size)
 		m->size = size;
+	m->mode = number(h->mode, sizeof(h->mode));
+	m->uid = number(h->uid, sizeof(h->uid));
+	m->gid = number(h->gid, sizeof(h->gid));
+	if (!m->has_mtime) {
+		m->mtime.tv_sec = number(h->mtime, sizeof(h->mtime));
+		m->mtime.tv_nsec = 0;
+	}
 	if (!m->name[0]) {
 		if (h->prefix[0])
 			snprintf(m->name, sizeof(m->name), "%.*s/%.*s", (int)sizeof(h->prefix), h->prefix,
@@ -119,6 +126,32 @@ int tmp_files_tar_header(const char *blk, struct tmp_files_tar_member *m)
 	if (!m->linkname[0])
 		snprintf(m->linkname, sizeof(m->linkname), "%.*s", (int)sizeof(h->linkname), h->linkname);
 	return 0;
+}
+
+/* "SEC[.FRACTION]" of a pax time record, digits only */
+static int pax_time(const char *val, size_t len, struct timespec *ts)
+{
+	const char *end = val + len;
+	long long sec = 0;
+	long nsec = 0;
+	int digits = 0;
+
+	if (val == end || *val < '0' || *val > '9')
+		return -1;
+	for (; val < end && *val >= '0' && *val <= '9'; val++) {
+		if (sec > (LLONG_MAX - 9) / 10)
+			return -1;
+		sec = sec * 10 + (*val - '0');
+	}
+	if (val < end && *val == '.')
+		for (val++; val < end && *val >= '0' && *val <= '9'; val++)
+			if (digits++ < 9)
+				nsec = nsec * 10 + (*val - '0');
+	for (; digits < 9; digits++)
+		nsec *= 10;
+	ts->tv_sec = sec;
+	ts->tv_nsec = nsec;
+	return val == end ? 0 : -1;
 }
 
 /* A decimal value of a pax record, digits only */
@@ -199,6 +232,12 @@ int tmp_files_tar_pax(const char *buf, size_t len, struct tmp_files_tar_member *
 			m->sparse = true;
 		} else if (klen > 11 && !memcmp(key, "GNU.sparse.", 11)) {
 			m->sparse = true;
+		} else if (KEY("mtime")) {
+			if (pax_time(val, vlen, &m->mtime))
+				return -1;
+			m->has_mtime = true;
+		} else if (!KEY("atime") && !KEY("ctime")) {
+			m->other_records = true;
 		}
 #undef KEY
 		p = rec_end;

@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 . scripts/upstream.conf
 DIR=${1:-build/criu-$VERSION/criu}
 
-# Bottom first. tmp-files-watch (the pre-copy's fanotify watch) may be absent.
-LAYERS="tmp-files-tree tmp-files-hash tmp-files-tar tmp-files tmp-files-manifest
-tmp-files-stage tmp-files-place tmp-files-auto tmp-files-watch tmp-files-precopy tmp-files-dump
+# Bottom first (README, "Where it plugs into CRIU"; the series adds them in this order)
+LAYERS="tmp-files-tree tmp-files-hash tmp-files-tar tmp-files-watch tmp-files tmp-files-manifest
+tmp-files-stage tmp-files-place tmp-files-auto tmp-files-precopy tmp-files-dump
 tmp-files-restore"
 
 die() { echo "check-layers: $*" >&2; exit 1; }

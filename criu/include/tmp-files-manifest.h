@@ -13,6 +13,8 @@
 #include "tmp-files-tar.h"
 #include "tmp-files-tree.h"
 
+struct tmp_files_watch;
+
 struct stat;
 struct TmpFilesManifestEntry;
 struct TmpFileEntry;
@@ -26,6 +28,7 @@ struct tmp_files_keep {
 	const char *(*changed)(void *ctx, const char *path, const struct stat *st, uint64_t *sum,
 			       struct TmpFileEntry *e);
 	void *ctx;
+	struct tmp_files_watch *watch; /* what changed since the pre-copy; NULL: walk it all */
 };
 
 /*

@@ -16,6 +16,7 @@
 struct stat;
 struct TmpFileEntry;
 struct tmp_files_precopy;
+struct tmp_files_watch;
 
 /* In this order, from before the freeze to the end of the frozen pass */
 extern struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set, pid_t root_pid,
@@ -24,6 +25,8 @@ extern int tmp_files_precopy_done(struct tmp_files_precopy *pc, int fd);
 /* While frozen: st is a file the tree maps shared (from CRIU's VMA collection) */
 extern int tmp_files_precopy_map_shared(struct tmp_files_precopy *pc, const struct stat *st);
 extern int tmp_files_precopy_freeze(struct tmp_files_precopy *pc);
+/* The change record drained at the freeze, if it can be used; else NULL */
+extern struct tmp_files_watch *tmp_files_precopy_watch(struct tmp_files_precopy *pc);
 extern const char *tmp_files_precopy_changed(struct tmp_files_precopy *pc, const char *path, const struct stat *st,
 					     uint64_t *sum, struct TmpFileEntry *e);
 extern int tmp_files_precopy_compact(struct tmp_files_precopy *pc);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "tmp-files-hash.h"
 #include "tmp-files-tree.h"
@@ -29,11 +30,15 @@
 struct tmp_files_tar_member {
 	char name[PATH_MAX]; /* as in the archive: "tmp/app/x", "tmp/app/" */
 	char linkname[PATH_MAX];
-	char type;		     /* ustar typeflag, '0' for a regular file */
-	unsigned long long size;     /* of its data in the archive */
-	bool has_size;		     /* size came from a pax record */
-	bool sparse;		     /* GNU tar's pax sparse format */
-	unsigned long long realsize; /* of a sparse file */
+	char type;			   /* ustar typeflag, '0' for a regular file */
+	unsigned long long size;	   /* of its data in the archive */
+	bool has_size;			   /* size came from a pax record */
+	bool sparse;			   /* GNU tar's pax sparse format */
+	unsigned long long realsize;	   /* of a sparse file */
+	unsigned long long mode, uid, gid; /* as the ustar header says */
+	struct timespec mtime;		   /* the header's, or a pax record's to the ns */
+	bool has_mtime;			   /* mtime came from a pax record */
+	bool other_records;		   /* pax records besides path, linkpath, size and times (xattrs, ACLs) */
 };
 
 /*

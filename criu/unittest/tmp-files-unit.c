@@ -368,6 +368,22 @@ static void test_tar_pax(void)
 	CHECK_STR(m.linkname, "tmp/app/target");
 	CHECK(m.has_size && m.size == 123456789012ULL);
 	CHECK(!m.sparse);
+	CHECK(m.has_mtime && m.mtime.tv_sec == 1733312345 && m.mtime.tv_nsec == 123456789);
+	CHECK(m.other_records); /* the xattr: a directory member with one is not kept by the pre-copy */
+
+	/* Times only: nothing else to say; a fraction shorter than ns, longer */
+	len = REC(buf, 0, "mtime", "7.5");
+	len = REC(buf, len, "atime", "8");
+	len = REC(buf, len, "ctime", "9.0000000001");
+	CHECK(parse_pax(buf, len, &m) == 0);
+	CHECK(!m.other_records && m.mtime.tv_sec == 7 && m.mtime.tv_nsec == 500000000);
+	len = REC(buf, 0, "mtime", "7.1234567899");
+	CHECK(parse_pax(buf, len, &m) == 0);
+	CHECK(m.mtime.tv_nsec == 123456789);
+	len = REC(buf, 0, "mtime", "-1");
+	CHECK(parse_pax(buf, len, &m) == -1);
+	len = REC(buf, 0, "mtime", "1.5x");
+	CHECK(parse_pax(buf, len, &m) == -1);
 
 	/* The record's length, not a newline, ends a value */
 	len = REC(buf, 0, "path", "tmp/app/two\nlines");

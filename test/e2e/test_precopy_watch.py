@@ -1,0 +1,166 @@
+"""--tmp-file-precopy with the change record (criu/tmp-files-watch.c,
+issue 22): fanotify marks placed before the pre-copy's walk tell the
+frozen pass what changed, and it looks only at that. Each test changes
+the saved directory exactly once, between the two passes (apps/window.py,
+paused there by test_precopy.between_the_passes), and the restored
+directory must be the directory at the freeze.
+"""
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import APPS, mounted_tmpfs
+from test_precopy import between_the_passes, kept, restores_as_frozen, start_app, wait_ctimes_past
+
+RECORD = "the frozen pass looks only at those"
+FALLBACK = "the frozen pass checks every entry"
+DIR_XATTRS = "a directory whose member says other or more than its lstat() (xattrs, ACLs)"
+WRITTEN = "written since the pre-copy started (fanotify), whatever its times say"
+
+
+def window(procs, criu, workdir, d, mode, *more, prepare=None):
+    """window.py in d, one dump with the change of mode between the passes: (process, dump result)"""
+    env, ack, steps = between_the_passes(workdir)
+    p = start_app(procs, "window.py", d, workdir / "window.ready", ack, mode, *more)
+    env["CHURN_PID"] = str(p.pid)
+    if prepare:
+        prepare(d)
+    wait_ctimes_past(d)  # the unchanged files are kept by the ctime rule
+    r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none", env=env)
+    assert r.returncode == 0, r
+    p.wait(timeout=10)
+    assert steps.read_text().split() == ["done"]  # the change was made between the passes
+    return p, r
+
+
+def lstats(log):
+    """The lstat()s of the frozen walk from the record, or None"""
+    m = re.search(r"walked from the change record with (\d+) lstat", log)
+    return int(m.group(1)) if m else None
+
+
+def subdirs(d):
+    """sub/f, and a directory with an xattr"""
+    (d / "sub").mkdir()
+    (d / "sub/f").write_bytes(b"f\n")
+    (d / "xattr").mkdir()
+    os.setxattr(d / "xattr", "user.test", b"kept by tar")
+
+
+def test_changes_between_the_passes_with_the_record(procs, criu, workdir, tmpdir_tmp):
+    """A file rewritten with its mtime set back, a file swapped for a fifo,
+    one for a symlink to /etc/shadow, a file made and one removed: the
+    record names them, the frozen pass stats only those (not the 300
+    unchanged files), archives them again as they are, and the restore
+    gives the new data, the fifo and the symlink (never the host file).
+    An unchanged directory's member is kept; one with an xattr (which the
+    member check does not compare) is archived again."""
+    with mounted_tmpfs(tmpdir_tmp / "mnt", "64m") as mnt:
+        d = mnt / "app"
+        d.mkdir()
+        p, r = window(procs, criu, workdir, d, "swap", prepare=subdirs)
+        assert RECORD in r.log and FALLBACK not in r.log, r.log[-3000:]
+        n = lstats(r.log)
+        assert n is not None and n < 20, n
+        k, walked, again, _ = kept(r.log)
+        assert again.get(str(d / "data")) == "changed since the pre-copy", again
+        assert again.get(str(d / "fifo")).startswith("not a regular file"), again
+        assert again.get(str(d / "link")).startswith("not a regular file"), again
+        assert again.get(str(d / "new.txt")) == "new, or not archived by the pre-copy", again
+        assert again.get(str(d)) == "changed since the pre-copy", again  # names came and went
+        assert again.get(str(d / "xattr")) == DIR_XATTRS, again
+        # kept.1 to kept.299, mapped, sub and sub/f
+        assert str(d / "kept.0") not in again and str(d / "sub") not in again and k == 302, (k, again)
+        listing = subprocess.run(["tar", "-tvf", str(criu.images / "tmp-files.tar.img")],
+                                 capture_output=True, text=True, check=True).stdout
+        assert re.search(r"^l.* %s -> /etc/shadow$" % re.escape(str(d / "link")[1:]), listing, re.M), listing
+        assert re.search(r"^p.* %s$" % re.escape(str(d / "fifo")[1:]), listing, re.M), listing
+        assert b"root:" not in (criu.images / "tmp-files.tar.img").read_bytes()
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        assert os.readlink(d / "link") == "/etc/shadow"
+        assert os.getxattr(d / "xattr", "user.test") == b"kept by tar"
+        assert (d / "sub/f").read_bytes() == b"f\n"
+
+
+def test_queue_overflow_falls_back_to_the_full_check(procs, criu, workdir, tmpdir_tmp):
+    """More events between the passes than the queue holds (files made
+    next to the saved directory, on its filesystem), then a file of it
+    rewritten with its mtime set back: that event is lost with the
+    overflow. The frozen pass says so and checks every entry, which finds
+    the rewrite by its ctime; the restored file has the new data."""
+    limit = int(Path("/proc/sys/fs/fanotify/max_queued_events").read_text())
+    with mounted_tmpfs(tmpdir_tmp / "mnt", "128m") as mnt:
+        d = mnt / "app"
+        d.mkdir()
+        p, r = window(procs, criu, workdir, d, "flood", limit // 2 + 2000)
+        assert "the change record cannot be used: the queue overflowed" in r.log, r.log[-3000:]
+        assert re.search(r"Warn .*the queue overflowed.*%s" % FALLBACK, r.log), r.log[-3000:]
+        assert RECORD not in r.log and lstats(r.log) is None
+        k, walked, again, _ = kept(r.log)
+        assert again.get(str(d / "data")) == "changed since the pre-copy", again
+        assert k >= 300, (k, again)  # the unchanged files are still kept by the full check
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+
+
+def test_write_through_a_mapping_gone_by_the_freeze(procs, criu, workdir, tmpdir_tmp):
+    """A mapping made after the pre-copy started and gone by the freeze is
+    in no list of shared mappings (Documentation/tmp-file.txt, "What this
+    cannot see"), and a write through it is no fanotify event. Its unmap
+    is a close_write of the file: the record marks it written, whatever
+    its times say (here, on 6.18, the first write fault changed them too),
+    and the file is archived again and restored with that data."""
+    with mounted_tmpfs(tmpdir_tmp / "mnt", "64m") as mnt:
+        d = mnt / "app"
+        d.mkdir()
+        p, r = window(procs, criu, workdir, d, "mapped")
+        assert RECORD in r.log, r.log[-3000:]
+        again = kept(r.log)[2]
+        assert again.get(str(d / "mapped")) in ("changed since the pre-copy", WRITTEN), again
+        assert (d / "mapped").read_bytes()[:8] == b"MAP\nold\n"
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "mapped").read_bytes()[:8] == b"MAP\nold\n"
+
+
+def test_filesystem_that_cannot_report_falls_back(procs, criu, workdir, tmpdir_tmp):
+    """ramfs is not one of the filesystems the record watches (tmpfs,
+    ext4, xfs, btrfs), and has no file handles for a mark with FID
+    reporting anyway. The dump says so, checks every entry, and the
+    changes between the passes are restored as on tmpfs."""
+    mnt = tmpdir_tmp / "ramfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], check=True)
+    try:
+        d = mnt / "app"
+        d.mkdir()
+        p, r = window(procs, criu, workdir, d, "swap")
+        assert re.search(r"Warn .*%s is on a filesystem \(type 0x858458f6\) whose changes fanotify may not all "
+                         r"see: %s" % (re.escape(str(d)), FALLBACK), r.log), r.log[-3000:]
+        assert RECORD not in r.log
+        again = kept(r.log)[2]
+        assert again.get(str(d / "data")) == "changed since the pre-copy", again
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        assert os.readlink(d / "link") == "/etc/shadow"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_busy_filesystem_falls_back_to_the_full_check(procs, criu, workdir, tmpdir_tmp):
+    """Fewer events than the queue holds, but 3,000 new inodes next to the
+    saved directory: opening each handle would cost more than checking
+    the 300-odd entries, so the record gives up, says why, and the full
+    check finds the rewrite."""
+    with mounted_tmpfs(tmpdir_tmp / "mnt", "64m") as mnt:
+        d = mnt / "app"
+        d.mkdir()
+        p, r = window(procs, criu, workdir, d, "flood", 3000)
+        assert re.search(r"Warn .*the change record cannot be used: more inodes changed on the filesystem than "
+                         r"entries to check; %s" % FALLBACK, r.log), r.log[-3000:]
+        assert RECORD not in r.log
+        assert kept(r.log)[2].get(str(d / "data")) == "changed since the pre-copy"
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
