@@ -344,7 +344,7 @@ int dump_tmp_files(void)
 	pid_t manifest_pid;
 	size_t nr_delta = 0;
 	int out, tar_done = -1;
-	struct tmp_files_keep keep = { .changed = precopy_changed, .ctx = dump.pc, .watch = tmp_files_precopy_watch(dump.pc) };
+	struct tmp_files_keep keep = { .changed = precopy_changed, .ctx = dump.pc };
 	char **argv;
 	int ret;
 
@@ -365,6 +365,8 @@ int dump_tmp_files(void)
 		/* The walk lists what tar archives now */
 		ret = tmp_files_precopy_freeze(dump.pc) ?: ftruncate(dump.names_fd, 0) ?:
 											 rewind_names();
+		/* Drained by the freeze: the walk goes from it if it can be used */
+		keep.watch = tmp_files_precopy_watch(dump.pc);
 		out = dump.archive_fd;
 	} else {
 		ret = rewind_names();
