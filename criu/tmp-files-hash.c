@@ -289,14 +289,8 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char **)a, *(char **)b);
 }
 
-/* llistxattr() of path, or flistxattr() of fd if it is not -1 */
-static ssize_t list_xattrs(int fd, const char *path, char *list, size_t size)
-{
-	return fd >= 0 ? flistxattr(fd, list, size) : llistxattr(path, list, size);
-}
-
-/* The names of the xattrs of path (or fd), sorted, in *list (to free); NULL when none */
-static char **xattr_names(int fd, const char *path, char **list, size_t *nr)
+/* The names of the xattrs of path, sorted, in *list (to free); NULL when none */
+static char **xattr_names(const char *path, char **list, size_t *nr)
 {
 	char **names, *n;
 	ssize_t len;
@@ -304,12 +298,12 @@ static char **xattr_names(int fd, const char *path, char **list, size_t *nr)
 
 	*list = NULL;
 	*nr = 0;
-	len = list_xattrs(fd, path, NULL, 0);
+	len = llistxattr(path, NULL, 0);
 	if (len <= 0)
 		return len < 0 && errno != ENOTSUP && errno != ENODATA ? ERR_PTR(-errno) : NULL;
 	*list = xmalloc(len);
 	/* Can be shorter than said: overlayfs hides its own xattrs only here */
-	if (!*list || (len = list_xattrs(fd, path, *list, len)) < 0)
+	if (!*list || (len = llistxattr(path, *list, len)) < 0)
 		goto err;
 	if (!len) {
 		xfree(*list);
@@ -331,18 +325,13 @@ err:
 	return ERR_PTR(-EIO);
 }
 
-static ssize_t get_xattr(int fd, const char *path, const char *name, char *val, size_t size)
+static int xattr_sum(const char *path, const char *name, uint64_t *sum)
 {
-	return fd >= 0 ? fgetxattr(fd, name, val, size) : lgetxattr(path, name, val, size);
-}
-
-static int xattr_sum(int fd, const char *path, const char *name, uint64_t *sum)
-{
-	ssize_t len = get_xattr(fd, path, name, NULL, 0);
+	ssize_t len = lgetxattr(path, name, NULL, 0);
 	char *val;
 
 	val = len < 0 ? NULL : xmalloc(len + 1);
-	if (!val || get_xattr(fd, path, name, val, len) != len) {
+	if (!val || lgetxattr(path, name, val, len) != len) {
 		xfree(val);
 		return -1;
 	}
@@ -351,13 +340,13 @@ static int xattr_sum(int fd, const char *path, const char *name, uint64_t *sum)
 	return 0;
 }
 
-int tmp_files_get_xattrs_fd(int fd, const char *path, TmpFileEntry *e)
+int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
 {
 	char **names, *list;
 	size_t nr, i;
 	int ret = -1;
 
-	names = xattr_names(fd, path, &list, &nr);
+	names = xattr_names(path, &list, &nr);
 	if (IS_ERR(names)) {
 		pr_perror("Can't list the xattrs of %s", path);
 		return -1;
@@ -375,7 +364,7 @@ int tmp_files_get_xattrs_fd(int fd, const char *path, TmpFileEntry *e)
 		tmp_file_xattr__init(x);
 		e->xattrs[e->n_xattrs++] = x;
 		x->name = xstrdup(names[i]);
-		if (!x->name || xattr_sum(fd, path, names[i], &x->value_xxh64)) {
+		if (!x->name || xattr_sum(path, names[i], &x->value_xxh64)) {
 			pr_perror("Can't read xattr %s of %s", names[i], path);
 			goto out;
 		}
@@ -387,11 +376,6 @@ out:
 	return ret;
 }
 
-int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
-{
-	return tmp_files_get_xattrs_fd(-1, path, e);
-}
-
 /* NULL when the xattrs of path are those of e, names and values */
 const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
 {
@@ -399,7 +383,7 @@ const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
 	char **names, *list;
 	size_t nr, i;
 
-	names = xattr_names(-1, path, &list, &nr);
+	names = xattr_names(path, &list, &nr);
 	if (IS_ERR(names))
 		return "xattrs";
 	if (nr != e->n_xattrs)
@@ -407,7 +391,7 @@ const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
 	for (i = 0; !what && i < nr; i++) {
 		uint64_t sum;
 
-		if (strcmp(names[i], e->xattrs[i]->name) || xattr_sum(-1, path, names[i], &sum) ||
+		if (strcmp(names[i], e->xattrs[i]->name) || xattr_sum(path, names[i], &sum) ||
 		    sum != e->xattrs[i]->value_xxh64)
 			what = "xattrs";
 	}

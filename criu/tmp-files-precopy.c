@@ -114,36 +114,6 @@ static struct precopied *find_file(struct tmp_files_precopy *pc, const char *pat
 	return bsearch(&key, pc->files, pc->nr, sizeof(*pc->files), file_cmp);
 }
 
-/*
- * The xattrs of the entry the walk saw at fpath (st): read from an fd of
- * that inode, never by name, since the running tree may have put a
- * symlink on the way to another file since. Opened O_PATH first, so that
- * nothing but the walk's own file or directory is ever opened for reading.
- */
-static int read_xattrs(const char *fpath, const struct stat *st, TmpFileEntry *e)
-{
-	char self[64];
-	struct stat now;
-	int pfd, fd, ret;
-
-	pfd = open(fpath, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (pfd < 0)
-		return -1;
-	if (fstat(pfd, &now) || now.st_dev != st->st_dev || now.st_ino != st->st_ino ||
-	    (now.st_mode & S_IFMT) != (st->st_mode & S_IFMT)) {
-		close(pfd);
-		return -1;
-	}
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", pfd);
-	fd = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	close(pfd);
-	if (fd < 0)
-		return -1;
-	ret = tmp_files_get_xattrs_fd(fd, fpath, e);
-	close(fd);
-	return ret;
-}
-
 static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st)
 {
 	struct tmp_files_precopy *pc = ctx;
@@ -174,7 +144,7 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 	f->st = *st;
 	pc->nr++;
 	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file (or a directory) is kept */
-	f->has_xattrs = (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && !read_xattrs(fpath, st, &f->xattrs);
+	f->has_xattrs = (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && !tmp_files_get_xattrs(fpath, &f->xattrs);
 	return 0;
 }
 
