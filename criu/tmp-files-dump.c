@@ -140,6 +140,16 @@ static void drop_precopy(bool remove)
 	dump.pc = NULL;
 }
 
+/*
+ * What the frozen pass walked, kept and listed (tens of thousands of
+ * entries): freed once the tree is resumed, or the dump failed.
+ */
+static void release_dump(void)
+{
+	drop_precopy(false);
+	tmp_files_free_manifest();
+}
+
 /* tar's user namespace: the tree's, if it has one of its own (see dump_tmp_files()) */
 static int tar_userns(pid_t pid)
 {
@@ -408,8 +418,9 @@ out:
 	if (img)
 		close_image(img);
 	close_safe(&dump.names_fd);
-	drop_precopy(false); /* remove_images() below on failure */
+	close_safe(&dump.archive_fd);
 	if (ret) {
+		release_dump();
 		remove_images();
 		return -1;
 	}
@@ -451,6 +462,7 @@ void tmp_files_compress_after_dump(void)
 	int dfd = get_service_fd(IMG_FD_OFF), in = -1, out = -1, ret = -1;
 	char tmp[64];
 
+	release_dump();
 	if (!dump.archived || !c->argv[0])
 		return;
 	dump.archived = false; /* once: with --lazy-pages, before the pages are served */

@@ -87,6 +87,8 @@ struct tmp_files_precopy {
 	struct timespec start;	 /* CLOCK_REALTIME_COARSE before the walk */
 	struct precopied *files; /* sorted by path, strcmp() */
 	size_t nr, size;
+	uint32_t *index; /* files by a hash of the path: 0 empty, else the index + 1 */
+	size_t index_mask;
 	struct precopy_sum *sums; /* by index in files */
 	pid_t sums_pid;
 	struct precopied **members; /* in the order of the archive */
@@ -105,13 +107,48 @@ static int file_cmp(const void *a, const void *b)
 	return strcmp(((const struct precopied *)a)->path, ((const struct precopied *)b)->path);
 }
 
+static size_t path_slot(struct tmp_files_precopy *pc, const char *path)
+{
+	return tmp_files_xxh64(path, strlen(path), 0) & pc->index_mask;
+}
+
+/*
+ * The frozen pass looks up every entry it keeps: a hash, not a binary
+ * search, which would cost ~14 cache misses an entry (5 ms for 10,000)
+ */
+static int index_files(struct tmp_files_precopy *pc)
+{
+	size_t i, slots = 2;
+
+	while (slots < 2 * pc->nr)
+		slots *= 2;
+	pc->index = xzalloc(slots * sizeof(*pc->index));
+	if (!pc->index)
+		return -1;
+	pc->index_mask = slots - 1;
+	for (i = 0; i < pc->nr; i++) {
+		size_t h = path_slot(pc, pc->files[i].path);
+
+		while (pc->index[h])
+			h = (h + 1) & pc->index_mask;
+		pc->index[h] = i + 1;
+	}
+	return 0;
+}
+
 static struct precopied *find_file(struct tmp_files_precopy *pc, const char *path)
 {
-	struct precopied key = { .path = (char *)path };
+	size_t h;
 
-	if (!pc->nr) /* files is NULL: not for bsearch() */
+	if (!pc->index)
 		return NULL;
-	return bsearch(&key, pc->files, pc->nr, sizeof(*pc->files), file_cmp);
+	for (h = path_slot(pc, path); pc->index[h]; h = (h + 1) & pc->index_mask) {
+		struct precopied *f = &pc->files[pc->index[h] - 1];
+
+		if (!strcmp(f->path, path))
+			return f;
+	}
+	return NULL;
 }
 
 static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st)
@@ -369,6 +406,8 @@ struct tmp_files_precopy *tmp_files_precopy_walk(const struct tmp_files_set *set
 	if (write_names(pc, names_fd))
 		goto err;
 	qsort(pc->files, pc->nr, sizeof(*pc->files), file_cmp);
+	if (index_files(pc))
+		goto err;
 
 	pc->sums = mmap(NULL, (pc->nr ?: 1) * sizeof(*pc->sums), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 			-1, 0);
@@ -721,6 +760,7 @@ void tmp_files_precopy_free(struct tmp_files_precopy *pc)
 		xfree(pc->files[i].path);
 	}
 	xfree(pc->files);
+	xfree(pc->index);
 	xfree(pc->members);
 	xfree(pc->shared);
 	xfree(pc);

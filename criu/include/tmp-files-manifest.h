@@ -39,6 +39,8 @@ struct tmp_files_keep {
 extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp_files_keep *keep,
 				      int names_fd, size_t *nr_delta, int *tar_done);
 extern int tmp_files_wait_manifest(pid_t pid);
+/* The parent's copy of the walk, after tmp_files_wait_manifest() */
+extern void tmp_files_free_manifest(void);
 extern int tmp_files_write_manifest(struct TmpFilesManifestEntry *me, bool replace);
 extern int tmp_files_check_manifest(struct TmpFilesManifestEntry *me);
 
