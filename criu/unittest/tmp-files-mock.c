@@ -1,8 +1,10 @@
 /*
- * What the objects under test in tmp-files-unit.c need from the rest of
- * criu (criu/Makefile, UNIT-TMP-FILES). The helpers the tested functions
- * really call (logging, write_all, xsprintf, close_safe) are written
- * here; the others are in tmp-files-unreached.c.
+ * What the tmp-files objects need from the rest of criu, where they are
+ * tested on their own: by tmp-files-unit.c (criu/Makefile,
+ * UNIT-TMP-FILES) and by the fuzz harnesses of the project's test/fuzz.
+ * The helpers the tested functions really call (logging, write_all,
+ * xsprintf, __strlcpy, close_safe) are written here; the others are in
+ * tmp-files-unreached.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include "log.h"
 #include "namespaces.h"
 #include "pstree.h"
+#include "string.h"
 #include "util.h"
 
 struct cr_options opts;
@@ -31,13 +34,18 @@ enum faults fi_strategy;
 /* What criu would log, on stderr with TMP_FILES_UNIT_LOG=1 */
 void print_on_level(unsigned int loglevel, const char *format, ...)
 {
+	static int show = -1;
+	char buf[4096];
 	va_list args;
 
-	if (!getenv("TMP_FILES_UNIT_LOG"))
-		return;
+	/* Formatted always: a bad argument (an unterminated string) shows up under ASan */
 	va_start(args, format);
-	vfprintf(stderr, format, args);
+	vsnprintf(buf, sizeof(buf), format, args);
 	va_end(args);
+	if (show < 0)
+		show = getenv("TMP_FILES_UNIT_LOG") != NULL;
+	if (show)
+		fputs(buf, stderr);
 }
 
 int log_get_fd(void)
@@ -71,6 +79,19 @@ char *xsprintf(const char *fmt, ...)
 	n = vasprintf(&s, fmt, args);
 	va_end(args);
 	return n < 0 ? NULL : s;
+}
+
+size_t __strlcpy(char *dest, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size) {
+		size_t n = len < size - 1 ? len : size - 1;
+
+		memcpy(dest, src, n);
+		dest[n] = '\0';
+	}
+	return len;
 }
 
 int close_safe(int *fd)

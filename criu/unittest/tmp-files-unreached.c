@@ -1,5 +1,5 @@
 /*
- * The criu functions that the objects under test in tmp-files-unit.c link
+ * The criu functions that the objects under test (tmp-files-mock.c) link
  * to but that the tested functions never reach. Defined without criu's
  * headers (their types do not matter: they are never called); one that
  * is called aborts, so a test that strays into them fails loudly.
@@ -11,7 +11,7 @@
 	void name(void);                                                        \
 	void name(void)                                                         \
 	{                                                                       \
-		fprintf(stderr, "tmp-files-unit: %s() is not mocked\n", #name); \
+		fprintf(stderr, "tmp-files mocks: %s() is not mocked\n", #name); \
 		abort();                                                        \
 	}
 
@@ -19,6 +19,7 @@ UNREACHED(close_fds)
 UNREACHED(close_image)
 UNREACHED(cr_system)
 UNREACHED(cr_system_userns)
+UNREACHED(do_open_proc)
 UNREACHED(do_pb_read_one)
 UNREACHED(get_service_fd)
 UNREACHED(lookup_ns_by_id)
