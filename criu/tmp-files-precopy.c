@@ -249,17 +249,19 @@ static void sum_files(struct tmp_files_precopy *pc)
 }
 
 /* The tree runs: a process that exited since it was listed, or a mapping gone */
-static bool gone_since(bool running)
+static bool gone_since(void)
 {
-	return running && (errno == ENOENT || errno == ESRCH);
+	return errno == ENOENT || errno == ESRCH;
 }
 
 /*
- * The inodes that the process pid maps MAP_SHARED, writable or not (one
- * opened for writing can be made writable with mprotect()). running: the
- * tree runs, and a process or a mapping gone meanwhile is left out.
+ * The inodes that the process pid of the running tree maps MAP_SHARED,
+ * writable or not (one opened for writing can be made writable with
+ * mprotect()); a process or a mapping gone meanwhile is left out. At
+ * the freeze, CRIU's own collection of the mappings tells them
+ * (tmp_files_precopy_map_shared()).
  */
-static int add_shared(struct tmp_files_precopy *pc, pid_t pid, bool running)
+static int add_shared(struct tmp_files_precopy *pc, pid_t pid)
 {
 	char *line = NULL, path[64];
 	size_t n = 0;
@@ -269,7 +271,7 @@ static int add_shared(struct tmp_files_precopy *pc, pid_t pid, bool running)
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	f = fopen(path, "re");
 	if (!f) {
-		if (gone_since(running))
+		if (gone_since())
 			return 0;
 		pr_perror("Can't open %s", path);
 		return -1;
@@ -285,7 +287,7 @@ static int add_shared(struct tmp_files_precopy *pc, pid_t pid, bool running)
 		/* As the path sees it (an overlayfs file's maps line names the file below) */
 		snprintf(mf, sizeof(mf), "/proc/%d/map_files/%lx-%lx", pid, start, end);
 		if (stat(mf, &st)) {
-			if (gone_since(running))
+			if (gone_since())
 				continue;
 			pr_perror("Can't stat the shared mapping %s", mf);
 			ret = -1;
@@ -324,7 +326,7 @@ static int add_children(pid_t pid, pid_t **pids, size_t *nr)
 	snprintf(path, sizeof(path), "/proc/%d/task", pid);
 	d = opendir(path);
 	if (!d) {
-		if (gone_since(true))
+		if (gone_since())
 			return 0;
 		pr_perror("Can't open %s", path);
 		return -1;
@@ -338,7 +340,7 @@ static int add_children(pid_t pid, pid_t **pids, size_t *nr)
 		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, atoi(de->d_name));
 		f = fopen(path, "re");
 		if (!f) {
-			if (gone_since(true))
+			if (gone_since())
 				continue;
 			pr_perror("Can't open %s", path);
 			ret = -1;
@@ -366,7 +368,7 @@ static int collect_shared_running(struct tmp_files_precopy *pc, pid_t root_pid)
 
 	ret = add_pid(&pids, &nr, root_pid);
 	for (i = 0; !ret && i < nr; i++)
-		ret = add_shared(pc, pids[i], true) ?: add_children(pids[i], &pids, &nr);
+		ret = add_shared(pc, pids[i]) ?: add_children(pids[i], &pids, &nr);
 	if (!ret)
 		pr_info("Pre-copy: %zu process(es) in the tree, %zu shared mapping(s) of files at its start\n", nr,
 			pc->nr_shared);
