@@ -9,7 +9,7 @@
 # generates the per-target headers (include/common/asm, compel's asm
 # links, config.h from its feature tests run with that compiler, the
 # syscall tables); then each object is compiled with -c:
-#   - every new criu/*.c of the overlay,
+#   - every new criu/*.c and criu/unittest/*.c of the overlay,
 #   - every criu/*.c that patches/series changes, and lib/c/criu.c,
 #   - the new libcriu test (test/others/libcriu/test_tmp_file.c),
 # and the new zdtm tests are built (zdtm's lib, then each test, linked).
@@ -46,7 +46,7 @@ die() { echo "check-portability: $*" >&2; exit 1; }
 # The upstream C files the series changes, and the new ones.
 sources() {
 	for f in $(overlay_files); do
-		case $f in criu/*/*) ;; criu/*.c | test/others/libcriu/*.c) echo "$f" ;; esac
+		case $f in criu/unittest/*.c) echo "$f" ;; criu/*/*) ;; criu/*.c | test/others/libcriu/*.c) echo "$f" ;; esac
 	done
 	grep -v '^#' patches/series | while read -r p; do
 		sed -n 's|^+++ b/\(criu/[^/]*\.c\)$|\1|p; s|^+++ b/\(lib/c/[^/]*\.c\)$|\1|p' "patches/$p"
