@@ -48,6 +48,7 @@
 
 /* The members of the archive, checked against the manifest as they pass */
 struct extraction {
+	int stage_fd;
 	TmpFilesManifestEntry *me;
 	struct tmp_files_sum *sums;
 	size_t cur; /* the entry of the member passing */
@@ -67,6 +68,30 @@ static int member_summed(void *ctx, const struct tmp_files_tar_member *m, uint64
 	return tmp_files_check_member_sum(x->me, x->sums, x->cur, sum);
 }
 
+/* A regular file, not sparse, no xattrs nor ACLs: criu writes it, not tar */
+static int member_open(void *ctx, const struct tmp_files_tar_member *m, int *fd)
+{
+	struct extraction *x = ctx;
+
+	*fd = tmp_files_stage_file(x->stage_fd, m->name);
+	return *fd < 0 ? -1 : 0;
+}
+
+static int member_written(void *ctx, const struct tmp_files_tar_member *m, int fd)
+{
+	struct tmp_files_stage_attrs a = {
+		.name = m->name,
+		.uid = m->uid,
+		.gid = m->gid,
+		.mode = m->mode,
+		.mtime = m->mtime,
+		/* tar's own start time where the archive has none: now, near enough */
+		.atime = m->has_atime ? m->atime : (struct timespec){ .tv_nsec = UTIME_NOW },
+	};
+
+	return tmp_files_stage_file_done(fd, &a);
+}
+
 /*
  * The archive is decompressed once, and criu reads it on its way to tar
  * (tmp_files_tar_stream()): every member is checked against the manifest
@@ -77,8 +102,14 @@ static int member_summed(void *ctx, const struct tmp_files_tar_member *m, uint64
 static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
 			   struct tmp_files_sum *sums)
 {
-	struct extraction x = { .me = me, .sums = sums };
-	struct tmp_files_tar_check check = { .ctx = &x, .member = member_ok, .summed = member_summed };
+	struct extraction x = { .stage_fd = stage->fd, .me = me, .sums = sums };
+	struct tmp_files_tar_check check = {
+		.ctx = &x,
+		.member = member_ok,
+		.summed = member_summed,
+		.open_data = member_open,
+		.data_done = member_written,
+	};
 	const struct tmp_files_compressor *c = tmp_files_compressor(me->compression);
 	int dpipe[2] = { -1, -1 }, tpipe[2] = { -1, -1 }, in, ret = -1;
 	pid_t unzip = 0, tar = -1;
