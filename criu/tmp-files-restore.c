@@ -3,7 +3,8 @@
  * mount namespace, in it), the archive is extracted into a staging
  * directory (tmp-files-stage.c) and checked against the manifest
  * (tmp-files-manifest.c), each file's content checksum taken as its data
- * passes to tar (tmp-files-tar.c); the entries are then put in place by
+ * passes (tmp-files-tar.c); criu writes the plain regular files into the
+ * stage itself, tar makes the rest. The entries are then put in place by
  * directory fds (tmp-files-place.c).
  */
 
@@ -97,7 +98,10 @@ static int member_written(void *ctx, const struct tmp_files_tar_member *m, int f
  * (tmp_files_tar_stream()): every member is checked against the manifest
  * before its data reaches tar, so a small archive cannot fill the disk
  * nor put anything the manifest does not have into the stage, and the
- * data of each regular member is checksummed as it passes.
+ * data of each regular member is checksummed as it passes. The data of a
+ * plain regular member (no xattrs nor ACLs, not sparse) goes straight to
+ * its file in the stage, made by criu beneath the stage's fd; tar does not
+ * see that member, and its hard links, which come after it, find it made.
  */
 static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
 			   struct tmp_files_sum *sums)
