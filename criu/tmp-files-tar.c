@@ -365,8 +365,10 @@ static int member_end(struct stream *s)
 		s->fd = -1;
 	}
 	if (s->summing) {
+		uint64_t sum = tmp_files_sum_end(&s->sum); /* ends the context, also after an error */
+
 		s->summing = false;
-		ret = ret ?: s->check->summed(s->check->ctx, &s->m, tmp_files_sum_end(&s->sum));
+		ret = ret ?: s->check->summed(s->check->ctx, &s->m, sum);
 	}
 	return ret;
 }
