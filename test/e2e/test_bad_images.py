@@ -7,7 +7,8 @@ created, and nothing on the restore target, nor in a scratch directory
 the edits aim at, may change. Also: a member outside the saved paths, an
 archive that does not match its manifest, a member of a type the manifest
 cannot describe (GNU tar extracts a "contiguous" member, type '7', as a
-regular file: issue 20), a truncated or bit-flipped archive.
+regular file: issue 20), a truncated or bit-flipped archive; the data of
+a file criu writes itself cut short, and a file beneath a symlink member.
 """
 import os
 import shutil

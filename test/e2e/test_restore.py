@@ -14,6 +14,11 @@ And when it cannot: a fault in placement, a nearly full tmpfs, a missing
 decompressor change nothing and say why; a stale staging directory is
 removed, one in use is not; the stage is next to the saved path, in the
 nearest root-only directory.
+
+Since criu writes plain regular files itself (not tar): content, owner,
+mode with set-id and sticky bits, times to the ns, empty files, hard
+links; tar still makes directories, links, sparse files and files with
+xattrs; the log counts both.
 """
 import os
 import signal
