@@ -3,7 +3,8 @@
 
 Issue 22's case: a tmpfs /tmp in a private mount namespace, a tree
 (sleep) whose saved directory holds SIZE MiB of incompressible data and
-2,000 files of 2 KiB, images on another tmpfs, --tmp-file-compress none.
+2,000 files of 2 KiB, images on another tmpfs, --tmp-file-compress none
+(or --compress's).
 Measured in one run, median of RUNS:
 
   copy        cp -a of the saved directory (the baseline)
@@ -12,7 +13,11 @@ Measured in one run, median of RUNS:
   wiped       restore with --tmp-file, the directory removed first
 
 "added" is a restore's time minus "plain", as a ratio of "copy".
-Usage: restore_in_place.py CRIU [SIZE_MIB] [RUNS] [--timeline] [--perf FILE]
+  unpack      (--compress zstd or gzip) the decompressor alone, on the
+              archive of the wiped case, to /dev/null
+
+Usage: restore_in_place.py CRIU [SIZE_MIB] [RUNS] [--compress none|zstd|gzip]
+[--timeline] [--perf FILE]
 (as root; re-executes itself in a private mount namespace). Every criu
 run is bounded.
 
@@ -25,6 +30,7 @@ started. --perf FILE: before it, one more wiped `none` restore runs
 under "perf record -F 10000 -o FILE" (criu and its children), and a
 `cp -a` of the same files under "perf record -o FILE.cp".
 """
+import glob
 import os
 import shutil
 import statistics
@@ -151,10 +157,14 @@ def timeline(criu, images, app, pid, what, perf=None):
 
 def main():
     flags = [a for a in sys.argv[1:] if a.startswith("--")]
-    perf = None
+    perf = compress = None
     if "--perf" in sys.argv:
         perf = sys.argv[sys.argv.index("--perf") + 1]
-    pos = [a for a in sys.argv[1:] if not a.startswith("--") and a != perf]
+    if "--compress" in sys.argv:
+        compress = sys.argv[sys.argv.index("--compress") + 1]
+    pos = [a for a in sys.argv[1:] if not a.startswith("--") and a not in (perf, compress)]
+    compress = compress or "none"
+    unpack = {"zstd": ["zstd", "-d", "-c", "-q"], "gzip": ["gzip", "-d", "-c"]}.get(compress)
     criu = os.path.abspath(pos[0])
     size = int(pos[1]) if len(pos) > 1 else 256
     runs = int(pos[2]) if len(pos) > 2 else 3
@@ -173,14 +183,20 @@ def main():
     for i in range(2000):
         with open("%s/small/f%04d" % (app, i), "wb") as f:
             f.write(os.urandom(2048))
-    times = {"copy": [], "plain": [], "in place": [], "wiped": []}
+    times = {"copy": [], "plain": [], "in place": [], "wiped": [], "unpack": []}
     for _ in range(runs):
         shutil.rmtree("/tmp/copy", ignore_errors=True)
         times["copy"].append(run(["cp", "-a", app, "/tmp/copy"], "cp -a"))
         shutil.rmtree("/tmp/copy")
         pid = dump(criu, images + "/d", app, False)
         times["plain"].append(restore(criu, images + "/d", pid))
-        pid = dump(criu, images + "/d", app, True)
+        pid = dump(criu, images + "/d", app, True, compress)
+        if unpack:
+            arch = glob.glob(images + "/d/tmp-files.tar*.img")[0]
+            with open(arch, "rb") as src, open(os.devnull, "wb") as null:
+                t = time.monotonic()
+                subprocess.run(unpack, stdin=src, stdout=null, check=True, timeout=LIMIT)
+                times["unpack"].append(time.monotonic() - t)
         times["in place"].append(restore(criu, images + "/d", pid))
         with open(images + "/d/restore.log") as f:
             skipped = "the archive is not read" in f.read()
@@ -190,14 +206,18 @@ def main():
             lines = [ln for ln in f if "tmp-files:" in ln or "Restore finished" in ln]
         shutil.rmtree(app)
         shutil.move("/tmp/app.keep", app)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print("restore_in_place.py %s %d %d: %d MiB + 2,000 files of 2 KiB, median of %d%s" %
-          (sys.argv[1], size, runs, size, runs, "" if skipped else " (this criu extracts when nothing was wiped)"))
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    print("restore_in_place.py %s: %d MiB + 2,000 files of 2 KiB, %s, median of %d (range)%s" %
+          (" ".join(sys.argv[1:]), size, compress, runs, "" if skipped else " (this criu extracts when nothing was wiped)"))
     print("| case | time | added, against the copy |")
     print("|---|---:|---:|")
-    for k in ("copy", "plain", "in place", "wiped"):
-        added = "" if k in ("copy", "plain") else "%.2fx" % ((med[k] - med["plain"]) / med["copy"])
-        print("| %s | %.0f ms | %s |" % (k, med[k] * 1000, added))
+    for k in ("copy", "plain", "unpack", "in place", "wiped"):
+        if k not in med:
+            continue
+        added = "" if k in ("copy", "plain", "unpack") else "%.2fx" % ((med[k] - med["plain"]) / med["copy"])
+        if unpack and k == "wiped":
+            added += " (%.2fx after the unpack)" % ((med[k] - med["plain"] - med["unpack"]) / med["copy"])
+        print("| %s | %.0f ms (%.0f-%.0f) | %s |" % (k, med[k] * 1000, min(times[k]) * 1000, max(times[k]) * 1000, added))
     if "--timeline" not in flags:
         # Where a wiped restore's time goes: criu's own log, the last run
         print("\nTimeline of the last wiped restore (criu's log, -v4):")

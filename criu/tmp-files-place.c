@@ -79,9 +79,23 @@ struct place_ctx {
 	unsigned int fault_at; /* FI_TMP_FILES_PLACE: fail at this file */
 	unsigned int kept;
 	char *buf;
+	char *dir;  /* the directory parent_fd() resolved last, */
+	int dir_fd; /* and its fd, while the same step goes on in it */
 };
 
-/* The parent directory of path ("/tmp/app/x"), and its last name */
+/* A new step (prepare, commit, finish, rollback): every directory is resolved again */
+static void forget_dir(struct place_ctx *ctx)
+{
+	xfree(ctx->dir);
+	ctx->dir = NULL;
+	close_safe(&ctx->dir_fd);
+}
+
+/*
+ * The parent directory of path ("/tmp/app/x"), and its last name. The
+ * entries of a directory come one after another: within a step, it is
+ * resolved once for all of them, and its fd duplicated.
+ */
 static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 {
 	const char *slash = strrchr(path, '/');
@@ -92,10 +106,24 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 	dir = tmp_files_dirname(path);
 	if (!dir)
 		return -1;
+	if (ctx->dir && !strcmp(dir, ctx->dir)) {
+		xfree(dir);
+		fd = fcntl(ctx->dir_fd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			pr_perror("Can't duplicate the fd of the directory of %s", path);
+		return fd;
+	}
+	forget_dir(ctx);
 	fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW);
-	if (fd < 0)
+	if (fd < 0) {
 		pr_perror("Can't open the directory of %s (a symlink or something else on the way?)", path);
-	xfree(dir);
+		xfree(dir);
+		return -1;
+	}
+	ctx->dir = dir;
+	ctx->dir_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (ctx->dir_fd < 0)
+		forget_dir(ctx);
 	return fd;
 }
 
@@ -852,7 +880,7 @@ static void free_ctx(struct place_ctx *ctx)
 
 int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 {
-	struct place_ctx ctx = { .root_fd = root_fd, .stage_fd = stage_fd, .me = me, .links = RB_ROOT };
+	struct place_ctx ctx = { .root_fd = root_fd, .stage_fd = stage_fd, .me = me, .links = RB_ROOT, .dir_fd = -1 };
 	unsigned int nr_files = 0;
 	int cwd_fd, ret = 0;
 	size_t i;
@@ -882,13 +910,16 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 
 		ret = prepare_parents(&ctx, me->paths[i], e ? e->uid : 0) ?: prepare_entry(&ctx, me->paths[i]);
 	}
+	forget_dir(&ctx);
 	ret = ret ?: commit_files(&ctx);
+	forget_dir(&ctx);
 	if (ret) {
 		pr_err("Nothing of the --tmp-file archive was restored\n");
 		rollback(&ctx);
 	} else {
 		ret = finish(&ctx);
 	}
+	forget_dir(&ctx);
 	free_ctx(&ctx);
 	if (fchdir(cwd_fd)) {
 		pr_perror("Can't go back to the working directory");

@@ -3,7 +3,8 @@
  * mount namespace, in it), the archive is extracted into a staging
  * directory (tmp-files-stage.c) and checked against the manifest
  * (tmp-files-manifest.c), each file's content checksum taken as its data
- * passes to tar (tmp-files-tar.c); the entries are then put in place by
+ * passes (tmp-files-tar.c); criu writes the plain regular files into the
+ * stage itself, tar makes the rest. The entries are then put in place by
  * directory fds (tmp-files-place.c).
  */
 
@@ -48,6 +49,7 @@
 
 /* The members of the archive, checked against the manifest as they pass */
 struct extraction {
+	int stage_fd;
 	TmpFilesManifestEntry *me;
 	struct tmp_files_sum *sums;
 	size_t cur; /* the entry of the member passing */
@@ -67,18 +69,51 @@ static int member_summed(void *ctx, const struct tmp_files_tar_member *m, uint64
 	return tmp_files_check_member_sum(x->me, x->sums, x->cur, sum);
 }
 
+/* A regular file, not sparse, no xattrs nor ACLs: criu writes it, not tar */
+static int member_open(void *ctx, const struct tmp_files_tar_member *m, int *fd)
+{
+	struct extraction *x = ctx;
+
+	*fd = tmp_files_stage_file(x->stage_fd, m->name);
+	return *fd < 0 ? -1 : 0;
+}
+
+static int member_written(void *ctx, const struct tmp_files_tar_member *m, int fd)
+{
+	struct tmp_files_stage_attrs a = {
+		.name = m->name,
+		.uid = m->uid,
+		.gid = m->gid,
+		.mode = m->mode,
+		.mtime = m->mtime,
+		/* tar's own start time where the archive has none: now, near enough */
+		.atime = m->has_atime ? m->atime : (struct timespec){ .tv_nsec = UTIME_NOW },
+	};
+
+	return tmp_files_stage_file_done(fd, &a);
+}
+
 /*
  * The archive is decompressed once, and criu reads it on its way to tar
  * (tmp_files_tar_stream()): every member is checked against the manifest
  * before its data reaches tar, so a small archive cannot fill the disk
  * nor put anything the manifest does not have into the stage, and the
- * data of each regular member is checksummed as it passes.
+ * data of each regular member is checksummed as it passes. The data of a
+ * plain regular member (no xattrs nor ACLs, not sparse) goes straight to
+ * its file in the stage, made by criu beneath the stage's fd; tar does not
+ * see that member, and its hard links, which come after it, find it made.
  */
 static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
 			   struct tmp_files_sum *sums)
 {
-	struct extraction x = { .me = me, .sums = sums };
-	struct tmp_files_tar_check check = { .ctx = &x, .member = member_ok, .summed = member_summed };
+	struct extraction x = { .stage_fd = stage->fd, .me = me, .sums = sums };
+	struct tmp_files_tar_check check = {
+		.ctx = &x,
+		.member = member_ok,
+		.summed = member_summed,
+		.open_data = member_open,
+		.data_done = member_written,
+	};
 	const struct tmp_files_compressor *c = tmp_files_compressor(me->compression);
 	int dpipe[2] = { -1, -1 }, tpipe[2] = { -1, -1 }, in, ret = -1;
 	pid_t unzip = 0, tar = -1;

@@ -299,3 +299,74 @@ void tmp_files_stage_remove(struct tmp_files_stage *s)
 	close_safe(&s->fd);
 	close_safe(&s->parent_fd);
 }
+
+/* The directory dir ("tmp/app") beneath the stage, made 0700 where it is missing */
+static int stage_dir(int stage_fd, char *dir)
+{
+	char *name = dir, *next;
+	int fd, cur;
+
+	fd = tmp_files_open_beneath(stage_fd, dir, O_PATH | O_DIRECTORY);
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	/* Name by name: tar may make them meanwhile, and sets their modes once it is done */
+	cur = dup(stage_fd);
+	for (; cur >= 0 && name; name = next) {
+		next = strchr(name, '/');
+		if (next)
+			*next++ = '\0';
+		if (mkdirat(cur, name, 0700) && errno != EEXIST) {
+			close(cur);
+			return -1;
+		}
+		fd = tmp_files_open_beneath(cur, name, O_PATH | O_DIRECTORY);
+		close(cur);
+		cur = fd;
+	}
+	return cur;
+}
+
+/*
+ * A regular file of the archive that criu writes itself: name ("tmp/app/x",
+ * checked against the manifest) made in the stage beneath its fd, with no
+ * symlink on the way; 0600 and empty until tmp_files_stage_file_done().
+ */
+int tmp_files_stage_file(int stage_fd, const char *name)
+{
+	char path[PATH_MAX], *base;
+	int dfd, fd = -1;
+
+	if (snprintf(path, sizeof(path), "%s", name) >= (int)sizeof(path))
+		goto err;
+	base = strrchr(path, '/');
+	if (base)
+		*base++ = '\0';
+	dfd = base ? stage_dir(stage_fd, path) : dup(stage_fd);
+	if (!base)
+		base = path;
+	if (dfd >= 0 && strcmp(base, ".") && strcmp(base, ".."))
+		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	close_safe(&dfd);
+	if (fd >= 0)
+		return fd;
+err:
+	pr_perror("Can't make %s of the --tmp-file archive in the stage", name);
+	return -1;
+}
+
+/* Its owner, then its mode (chown() clears set-id bits), then its times, as tar sets them; fd is closed */
+int tmp_files_stage_file_done(int fd, const struct tmp_files_stage_attrs *a)
+{
+	struct timespec ts[2] = { a->atime, a->mtime };
+	int ret = 0;
+
+	if (fchown(fd, a->uid, a->gid) || fchmod(fd, a->mode & 07777) || futimens(fd, ts)) {
+		pr_perror("Can't set the owner, mode or times of %s of the --tmp-file archive", a->name);
+		ret = -1;
+	}
+	if (close(fd)) {
+		pr_perror("Can't write %s of the --tmp-file archive", a->name);
+		ret = -1;
+	}
+	return ret;
+}

@@ -9,7 +9,10 @@
  * a member the check refuses stops the restore before its data is
  * written anywhere. The data of a regular member is checksummed as it
  * passes (tmp_files_sum_update()), so that the extracted files need not
- * be read again, and the archive is decompressed once.
+ * be read again, and the archive is decompressed once. A regular member
+ * that is not sparse and has no xattrs nor ACLs is not handed to tar at
+ * all: the check gives a file to write its data into (check->open_data()),
+ * which saves tar's read and write of every byte.
  */
 
 #include <errno.h>
@@ -236,7 +239,11 @@ int tmp_files_tar_pax(const char *buf, size_t len, struct tmp_files_tar_member *
 			if (pax_time(val, vlen, &m->mtime))
 				return -1;
 			m->has_mtime = true;
-		} else if (!KEY("atime") && !KEY("ctime")) {
+		} else if (KEY("atime")) {
+			if (pax_time(val, vlen, &m->atime))
+				return -1;
+			m->has_atime = true;
+		} else if (!KEY("ctime")) {
 			m->other_records = true;
 		}
 #undef KEY
@@ -319,12 +326,13 @@ struct stream {
 	bool in_pax;	 /* pend starts with a pax header */
 	size_t pax_len;	 /* of its data */
 	off_t data_left; /* of the member passing: data and padding */
-	off_t sum_left;	 /* of its data, to checksum */
+	off_t file_left; /* of its data */
+	int fd;		 /* the file criu writes the member into, or -1: tar does */
 	bool summing;
 	bool ended; /* the end of the archive was passed */
 	struct tmp_files_sum_ctx sum;
-	unsigned long long members;
-	unsigned long long bytes; /* handed to tar */
+	unsigned long long members, written;
+	unsigned long long bytes, written_bytes; /* handed to tar, written by criu */
 };
 
 static int put(struct stream *s, const char *buf, size_t len)
@@ -334,6 +342,50 @@ static int put(struct stream *s, const char *buf, size_t len)
 		return -1;
 	}
 	s->bytes += len;
+	return 0;
+}
+
+static int write_data(struct stream *s, const char *buf, size_t len)
+{
+	if (write_all(s->fd, buf, len) != len) {
+		pr_perror("Can't write %s of the --tmp-file archive into the stage", s->m.name);
+		return -1;
+	}
+	s->written_bytes += len;
+	return 0;
+}
+
+/* The member's data has passed: its file and its checksum are done */
+static int member_end(struct stream *s)
+{
+	int ret = 0;
+
+	if (s->fd >= 0) {
+		ret = s->check->data_done(s->check->ctx, &s->m, s->fd);
+		s->fd = -1;
+	}
+	if (s->summing) {
+		uint64_t sum = tmp_files_sum_end(&s->sum); /* ends the context, also after an error */
+
+		s->summing = false;
+		ret = ret ?: s->check->summed(s->check->ctx, &s->m, sum);
+	}
+	return ret;
+}
+
+/* Whether criu writes the member itself: tar is handed none of it, not even its headers */
+static int member_start(struct stream *s)
+{
+	const struct tmp_files_tar_member *m = &s->m;
+
+	s->data_left = round_up(m->size, BLOCK);
+	s->file_left = m->size;
+	s->summing = !m->sparse && !tmp_files_sum_start(&s->sum);
+	if (s->check->open_data && !m->sparse && !m->other_records) {
+		if (s->check->open_data(s->check->ctx, m, &s->fd))
+			return -1;
+		s->written += s->fd >= 0;
+	}
 	return 0;
 }
 
@@ -373,43 +425,30 @@ static int header_done(struct stream *s)
 		if (s->check->member(s->check->ctx, &s->m))
 			return -1;
 		/* Only regular members carry data: check->member() refuses a size on any other */
-		if (s->m.type == '0') {
-			s->data_left = round_up(s->m.size, BLOCK);
-			s->sum_left = s->m.size;
-			s->summing = !s->m.sparse && !tmp_files_sum_start(&s->sum);
-			/* No data to wait for: summed now (the next member's start would leak the context) */
-			if (s->summing && !s->data_left) {
-				s->summing = false;
-				if (s->check->summed(s->check->ctx, &s->m, tmp_files_sum_end(&s->sum)))
-					return -1;
-			}
-		}
+		if (s->m.type == TMP_FILES_TAR_REG && member_start(s))
+			return -1;
 	}
-	ret = put(s, s->pend, s->have);
+	ret = s->fd >= 0 ? 0 : put(s, s->pend, s->have);
 	s->have = 0;
 	s->in_pax = false;
 	s->need = BLOCK;
+	/* No data to wait for: done now (the next member's start would leak the context) */
+	if (!ret && s->m.type == TMP_FILES_TAR_REG && !s->data_left && (s->summing || s->fd >= 0))
+		ret = member_end(s);
 	return ret;
 }
 
 static int member_data(struct stream *s, const char *p, size_t len)
 {
-	if (s->summing) {
-		size_t n = min_t(off_t, len, s->sum_left);
+	size_t n = min_t(off_t, len, s->file_left);
 
+	if (s->summing)
 		tmp_files_sum_update(&s->sum, p, n);
-		s->sum_left -= n;
-	}
+	s->file_left -= n;
 	s->data_left -= len;
-	if (put(s, p, len))
+	if (s->fd >= 0 ? write_data(s, p, n) : put(s, p, len))
 		return -1;
-	if (s->data_left)
-		return 0;
-	if (s->summing) {
-		s->summing = false;
-		return s->check->summed(s->check->ctx, &s->m, tmp_files_sum_end(&s->sum));
-	}
-	return 0;
+	return s->data_left ? 0 : member_end(s);
 }
 
 static int feed(struct stream *s, const char *p, size_t len)
@@ -436,24 +475,24 @@ static int feed(struct stream *s, const char *p, size_t len)
 	return 0;
 }
 
-/*
- * Copy the decompressed archive from in to out (tar's stdin), each member
- * checked by check->member() before any of it is written, and the data of
- * regular ones (not sparse) handed to check->summed() as its checksum.
- */
-int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check)
+static int stream_end(struct stream *s)
 {
-	struct stream s = { .out = out, .check = check, .need = BLOCK };
-	struct sigaction pipe_ign = { .sa_handler = SIG_IGN }, old;
-	char *buf;
+	if (!s->ended || s->data_left) {
+		pr_err("The --tmp-file archive is truncated after %llu members\n", s->members);
+		return -1;
+	}
+	pr_info("%llu members checked: %llu written by criu (%llu bytes), %llu handed to tar (%llu bytes)\n",
+		s->members, s->written, s->written_bytes, s->members - s->written, s->bytes);
+	return 0;
+}
+
+/* The archive from a pipe, in reads of STREAM_READ */
+static int stream_read(struct stream *s, int in)
+{
+	char *buf = xmalloc(STREAM_READ);
 	int ret = -1;
 
-	buf = xmalloc(STREAM_READ);
-	s.pend = xmalloc(BLOCK + PAX_MAX + BLOCK);
-	/* A tar that stops reading is an EPIPE to report, not a signal */
-	if (!buf || !s.pend || sigaction(SIGPIPE, &pipe_ign, &old))
-		goto out;
-	while (1) {
+	while (buf) {
 		ssize_t n = read(in, buf, STREAM_READ);
 
 		if (n < 0 && errno == EINTR)
@@ -463,21 +502,37 @@ int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *chec
 			break;
 		}
 		if (!n) {
-			ret = s.ended && !s.data_left ? 0 : -1;
-			if (ret)
-				pr_err("The --tmp-file archive is truncated after %llu members\n", s.members);
-			else
-				pr_info("%llu members checked on their way to tar (%llu bytes)\n", s.members, s.bytes);
+			ret = stream_end(s);
 			break;
 		}
-		if (feed(&s, buf, n))
+		if (feed(s, buf, n))
 			break;
 	}
+	xfree(buf);
+	return ret;
+}
+
+/*
+ * Copy the decompressed archive from in to out (tar's stdin), each member
+ * checked by check->member() before any of it is written, and the data of
+ * regular ones (not sparse) handed to check->summed() as its checksum.
+ */
+int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check)
+{
+	struct stream s = { .out = out, .check = check, .need = BLOCK, .fd = -1 };
+	struct sigaction pipe_ign = { .sa_handler = SIG_IGN }, old;
+	int ret = -1;
+
+	s.pend = xmalloc(BLOCK + PAX_MAX + BLOCK);
+	/* A tar that stops reading is an EPIPE to report, not a signal */
+	if (!s.pend || sigaction(SIGPIPE, &pipe_ign, &old))
+		goto out;
+	ret = stream_read(&s, in);
 	sigaction(SIGPIPE, &old, NULL);
 out:
+	close_safe(&s.fd); /* half written: the stage is removed */
 	if (s.summing)
 		tmp_files_sum_end(&s.sum);
-	xfree(buf);
 	xfree(s.pend);
 	return ret;
 }

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "tmp-files-tree.h"
 
@@ -25,6 +26,20 @@ extern int tmp_files_stage_make(int root_fd, const char *root, struct TmpFilesMa
 extern void tmp_files_stage_remove(struct tmp_files_stage *s);
 /* The dumped tree's root (a chroot, "/srv/jail") under the restore root */
 extern int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root);
+/*
+ * A regular file of the archive ("tmp/app/x") that criu writes itself,
+ * made in the stage, its missing parents 0700: its fd. Then its owner,
+ * mode and times, as tar would set them, and the fd closed.
+ */
+extern int tmp_files_stage_file(int stage_fd, const char *name);
+struct tmp_files_stage_attrs {
+	const char *name; /* for messages */
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+	struct timespec mtime, atime; /* atime: UTIME_NOW if the archive has none */
+};
+extern int tmp_files_stage_file_done(int fd, const struct tmp_files_stage_attrs *a);
 /* uid is the overflow uid of a restored user namespace: an owner outside it */
 extern bool tmp_files_owner_outside_userns(uid_t uid);
 

@@ -38,7 +38,9 @@ struct tmp_files_tar_member {
 	unsigned long long mode, uid, gid; /* as the ustar header says */
 	struct timespec mtime;		   /* the header's, or a pax record's to the ns */
 	bool has_mtime;			   /* mtime came from a pax record */
-	bool other_records;		   /* pax records besides path, linkpath, size and times (xattrs, ACLs) */
+	struct timespec atime;		   /* a pax record's */
+	bool has_atime;
+	bool other_records; /* pax records besides path, linkpath, size and times (xattrs, ACLs) */
 };
 
 /*
@@ -71,6 +73,14 @@ struct tmp_files_tar_check {
 	int (*member)(void *ctx, const struct tmp_files_tar_member *m);
 	/* A regular member (not sparse) has passed: the checksum of its data */
 	int (*summed)(void *ctx, const struct tmp_files_tar_member *m, uint64_t sum);
+	/*
+	 * Optional: a regular member that tar need not see (not sparse, no
+	 * xattrs nor ACLs), checked by member(): 0 with *fd a file criu
+	 * writes its data into, or with *fd -1 to hand the member to tar.
+	 */
+	int (*open_data)(void *ctx, const struct tmp_files_tar_member *m, int *fd);
+	/* Its data is written: owner, mode and times set, fd closed (also on error) */
+	int (*data_done)(void *ctx, const struct tmp_files_tar_member *m, int fd);
 };
 extern int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check);
 

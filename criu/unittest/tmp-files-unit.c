@@ -377,6 +377,10 @@ static void test_tar_pax(void)
 	len = REC(buf, len, "ctime", "9.0000000001");
 	CHECK(parse_pax(buf, len, &m) == 0);
 	CHECK(!m.other_records && m.mtime.tv_sec == 7 && m.mtime.tv_nsec == 500000000);
+	/* The atime criu sets on a file it writes itself, as tar does */
+	CHECK(m.has_atime && m.atime.tv_sec == 8 && m.atime.tv_nsec == 0);
+	len = REC(buf, 0, "atime", "8x");
+	CHECK(parse_pax(buf, len, &m) == -1);
 	len = REC(buf, 0, "mtime", "7.1234567899");
 	CHECK(parse_pax(buf, len, &m) == 0);
 	CHECK(m.mtime.tv_nsec == 123456789);

@@ -7,7 +7,8 @@ created, and nothing on the restore target, nor in a scratch directory
 the edits aim at, may change. Also: a member outside the saved paths, an
 archive that does not match its manifest, a member of a type the manifest
 cannot describe (GNU tar extracts a "contiguous" member, type '7', as a
-regular file: issue 20), a truncated or bit-flipped archive.
+regular file: issue 20), a truncated or bit-flipped archive; the data of
+a file criu writes itself cut short, and a file beneath a symlink member.
 """
 import os
 import shutil
@@ -390,3 +391,68 @@ def test_damaged_archive_fails_restore_and_changes_nothing(app, criu, damage):
     wait_gone(app.pid)  # the task criu forked is gone
     assert snapshot(app.dir) == before
     assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
+
+
+def test_data_cut_short_in_a_file_criu_writes(procs, criu, tmpdir_tmp):
+    """Issue 22: the data of a regular member criu writes itself (not tar)
+    ends early: nothing is placed, the stage is removed."""
+    d = tmpdir_tmp / "app"
+    d.mkdir()
+    (d / "first").write_bytes(b"whole\n")
+    (d / "bulk").write_bytes(os.urandom(1 << 20))
+    dump_sleeper(procs, criu, d, "--tmp-file-compress", "none")
+    shutil.rmtree(d)
+    with tarfile.open(criu.images / ARCHIVE, "r:") as t:
+        cut = t.getmember(str(d / "bulk").lstrip("/")).offset_data + (300 << 10)
+    with open(criu.images / ARCHIVE, "r+b") as f:
+        f.truncate(cut)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "The --tmp-file archive is truncated after" in r.errors(), r
+    assert "The --tmp-file archive tmp-files.tar.img is damaged" in r.errors(), r
+    assert not d.exists()
+    assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu")]
+
+
+def test_file_beneath_a_symlink_member_is_refused(app, criu, tmpdir_tmp):
+    """Issue 22: archive and manifest both say that a regular file is under
+    a symlink to a directory outside: criu, which writes the file itself,
+    resolves its parent in the stage with no symlink, and writes nothing
+    outside. (GNU tar makes a symlink to an absolute target only at its
+    end, a placeholder file meanwhile: whichever of criu and tar comes
+    first at "link", the other fails.)"""
+    outside = tmpdir_tmp / "outside"
+    outside.mkdir()
+    (outside / "through").write_text("outside the saved set\n")
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    rel = str(app.dir).lstrip("/")
+    big = b"b" * (4 << 20)  # tar makes the symlink while criu writes this
+
+    def edit(ms):
+        return [member(rel + "/link", type=tarfile.SYMTYPE, linkname=str(outside)),
+                member(rel + "/big", big)] + ms + [member(rel + "/link/through", b"owned\n")]
+    rewrite_archive(criu.images, edit)
+
+    def change(m):
+        base = dict(m["entries"][0], mode=0o100644, uid=0, gid=0)
+        base.pop("content_xxh64", None)
+        base.pop("xattrs", None)
+        m["entries"].append(dict(base, path=str(app.dir / "link"), type="SYMLINK", target=str(outside)))
+        m["entries"].append(dict(base, path=str(app.dir / "big"), type="REG", size=len(big)))
+        m["entries"].append(dict(base, path=str(app.dir / "link/through"), type="REG", size=6))
+    rewrite_manifest(criu.images, change)
+    shutil.rmtree(app.dir)
+    before = snapshot(outside)
+
+    r = criu.restore()
+    assert r.returncode != 0
+    assert "--tmp-file" in r.errors(), r
+    assert snapshot(outside) == before
+    assert (outside / "through").read_text() == "outside the saved set\n"
+    assert not app.dir.exists()
+    assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu")]
+    wait_gone(app.pid)

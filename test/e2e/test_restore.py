@@ -14,6 +14,11 @@ And when it cannot: a fault in placement, a nearly full tmpfs, a missing
 decompressor change nothing and say why; a stale staging directory is
 removed, one in use is not; the stage is next to the saved path, in the
 nearest root-only directory.
+
+Since criu writes plain regular files itself (not tar): content, owner,
+mode with set-id and sticky bits, times to the ns, empty files, hard
+links; tar still makes directories, links, sparse files and files with
+xattrs; the log counts both.
 """
 import os
 import signal
@@ -22,7 +27,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import (ARCHIVE, CRIU_OUTSIDE_TMP, App, check_back, dump_and_wipe, dump_sleeper, kill_tree,
+from conftest import (ARCHIVE, CRIU_OUTSIDE_TMP, App, check_back, dump_and_wipe, dump_sleeper, kill_tree, read_archive,
                       mounted_tmpfs, snapshot, wait_gone)
 
 
@@ -214,8 +219,10 @@ def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, t
         r = criu.restore()
         assert r.returncode != 0
         # The stage is on the tmpfs too (the nearest root-only directory):
-        # tar runs out of space there, before anything is placed.
-        assert "No space left on device" in r.output, r
+        # criu, writing big there itself, runs out of space before anything
+        # is placed, and names the file.
+        assert "Can't write %s of the --tmp-file archive into the stage: No space left on device" % \
+            str(app.dir / "big").lstrip("/") in r.output, r
         assert "no file was restored" in r.output
         assert snapshot(mnt) == before
         wait_gone(app.pid)
@@ -308,3 +315,65 @@ def test_stage_next_to_a_root_directory_restores(procs, criu, tmpdir_tmp):
     assert (app / "f").read_text() == "saved\n"
     assert "Staging the --tmp-file archive in %s/.criu-tmp-files." % tmpdir_tmp in r.log, r.log[-3000:]
     kill_tree(sleeper_pid)
+
+
+def written_tree(d):
+    """Files criu writes itself at restore (regular, not sparse, no xattr),
+    and some tar still does: an xattr, a sparse file, a hard link."""
+    app = Path(d) / "app"
+    (app / "sub").mkdir(parents=True)
+    files = {"plain": (os.urandom(300 << 10), 0o640), "setuid": (b"#!/bin/sh\n", 0o4755),
+             "setgid": (b"g\n", 0o2750), "sticky": (b"s\n", 0o1644), "empty": (b"", 0o604),
+             "linked": (b"two names\n", 0o644), "xattr": (b"x\n", 0o600)}
+    for i, (name, (data, mode)) in enumerate(sorted(files.items())):
+        p = app / name
+        p.write_bytes(data)
+        os.chown(p, 1234, 5678)
+        os.chmod(p, mode)  # after chown, which clears set-id bits
+        os.utime(p, ns=(1700000000_000000000 + i, 1600000000_123456789 + i))
+    os.link(app / "linked", app / "sub" / "linked2")
+    (app / "sub" / "deeper").mkdir()
+    (app / "sub" / "deeper" / "inner").write_bytes(b"in a directory tar makes, or criu first\n")
+    os.utime(app / "sub" / "deeper", ns=(1400000000_000000001, 1400000000_000000002))
+    os.setxattr(app / "xattr", "user.tag", b"via tar")
+    with open(app / "sparse", "wb") as f:
+        f.truncate(8 << 20)
+        f.seek(4 << 20)
+        f.write(b"middle")
+    os.chmod(app / "sub", 0o751)
+    os.utime(app / "sub", ns=(1500000000_000000001, 1500000000_000000002))
+    return app
+
+
+def stat_of(p):
+    st = os.lstat(p)
+    return (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_nlink)
+
+
+def test_wiped_files_written_by_criu(procs, criu, tmpdir_tmp):
+    """Issue 22: with the directory wiped, criu writes the regular files of
+    the archive into the stage itself (content, owner, mode with set-id and
+    sticky bits, mtime to the ns); xattrs, sparse files, hard links,
+    directories still go through tar."""
+    app = written_tree(tmpdir_tmp)
+    entries = [app] + sorted(app.rglob("*"))
+    before = {str(p): (stat_of(p), None if p.is_dir() else p.read_bytes()) for p in entries}
+    pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
+    atimes = {m.name: m.pax_headers.get("atime") for m, _ in read_archive(criu.images, "r:")}
+    shutil.rmtree(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    restored_atime = os.stat(app / "plain").st_atime_ns  # before a read updates it (relatime)
+    # app, sub, sub/deeper, sub/linked2 (a link), xattr, sparse: tar's; the rest criu's
+    assert "13 members checked: 7 written by criu (%d bytes), 6 handed to tar" % ((300 << 10) + 64) in r.log, \
+        [ln for ln in r.log.splitlines() if "members checked" in ln]
+    assert {str(p): (stat_of(p), None if p.is_dir() else p.read_bytes()) for p in entries} == before
+    assert os.stat(app / "linked").st_ino == os.stat(app / "sub" / "linked2").st_ino
+    assert os.getxattr(app / "xattr", "user.tag") == b"via tar"
+    assert os.stat(app / "sparse").st_blocks * 512 < 1 << 20
+    # atime as tar sets it: the archive's
+    sec, frac = atimes[str(app / "plain").lstrip("/")].split(".")
+    assert restored_atime == int(sec) * 10**9 + int(frac.ljust(9, "0")[:9])
+    assert not [n for n in os.listdir(tmpdir_tmp) if n.startswith(".criu-tmp-files.")]

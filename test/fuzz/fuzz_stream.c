@@ -12,6 +12,11 @@
  * archive. The manifest is that of the tree make-seeds.sh archives.
  * Checked: what passes through is exactly the input; a stream accepted
  * had every member in the manifest, once.
+ *
+ * With an odd first byte, the regular members criu writes itself (issue
+ * 22) go to files of their own (memfds) instead: each is as long as its
+ * member says when it is done, none is left open, and tar gets no more
+ * than the rest of the input.
  */
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -99,6 +104,30 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+static unsigned int files_open;
+static int last_file = -1;
+
+static int open_file(void *ctx, const struct tmp_files_tar_member *m, int *fd)
+{
+	*fd = memfd_create("member", MFD_CLOEXEC);
+	if (*fd < 0)
+		abort();
+	files_open++;
+	last_file = *fd;
+	return 0;
+}
+
+static int file_done(void *ctx, const struct tmp_files_tar_member *m, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) || st.st_size != (off_t)m->size || m->sparse || m->other_records)
+		abort();
+	close(fd);
+	files_open--;
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -111,6 +140,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!size)
 		return 0;
+	if (data[0] & 1) {
+		check.open_data = open_file;
+		check.data_done = file_done;
+	}
 	/* 1 to 256 bytes a read, or (0) all at once */
 	piece = data[0] ? data[0] : size;
 	data++;
@@ -131,8 +164,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(sk[1]);
 	if (ftruncate(out_fd, 0) || lseek(out_fd, 0, SEEK_SET))
 		abort();
+	files_open = 0;
 	ret = tmp_files_tar_stream(sk[0], out_fd, &check);
 	close(sk[0]);
+	/* Every file done; or, on an error, the one being written closed by the stream */
+	if ((!ret && files_open) || files_open > 1 || (files_open && fcntl(last_file, F_GETFD) != -1))
+		abort();
+	if (check.open_data) {
+		if (lseek(out_fd, 0, SEEK_CUR) > (off_t)size)
+			abort();
+		return 0;
+	}
 	/* tar got the archive as it is, or (refused) a part of it, never a member refused */
 	out = lseek(out_fd, 0, SEEK_CUR);
 	if (out > (off_t)size || (!ret && out != (off_t)size) || pread(out_fd, out_buf, out, 0) != out ||
