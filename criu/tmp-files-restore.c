@@ -164,7 +164,8 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 		ret = -1;
 	unzip = 0;
 	if (ret)
-		pr_err("The --tmp-file archive %s is damaged, or not what its manifest says: no file was restored\n",
+		/* The line before says which: a member, or a write into the stage (a full disk) */
+		pr_err("The --tmp-file archive %s is damaged, not what its manifest says, or could not be written out (see above): no file was restored\n",
 		       imgset_template[CR_FD_TMP_FILES].fmt);
 out:
 	if (tar > 0)

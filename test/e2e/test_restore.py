@@ -224,6 +224,8 @@ def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, t
         assert "Can't write %s of the --tmp-file archive into the stage: No space left on device" % \
             str(app.dir / "big").lstrip("/") in r.output, r
         assert "no file was restored" in r.output
+        # and its summary does not blame the archive alone
+        assert "or could not be written out (see above): no file was restored" in r.output, r
         assert snapshot(mnt) == before
         wait_gone(app.pid)
 
