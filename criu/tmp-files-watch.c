@@ -21,7 +21,10 @@
  * with the pre-copy's lstat() of every entry that is not dirty and is in
  * a directory whose listing did not change, and with a new lstat() (and
  * a new listing, for a directory) for the others; an inode that is not
- * the one the pre-copy saw is walked afresh, below it too. What
+ * the one the pre-copy saw is walked afresh, below it too, and so is a
+ * directory at a name that changed (for a saved path, a name on the way
+ * to it): an inode number can come back for another directory, and the
+ * events of the first were dropped with its handle. What
  * tmp-files-precopy.c keeps is then decided by the same rules as
  * without this file: the record only spares the lstat() of what no event
  * can have changed. A handle that no longer opens is an inode that is
@@ -814,8 +817,15 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 		c->stats++;
 		fresh = &st;
 	}
-	if (!n || (fresh && !same_inode(fresh, &n->st)))
-		/* Not what the pre-copy saw: all of it afresh */
+	/*
+	 * Not what the pre-copy saw: all of it afresh. Nor is a directory at
+	 * a name that changed, whatever its inode number: one removed and
+	 * made again at its name may get its number back (ext4 gives it at
+	 * once), and the events of the one removed were dropped with its
+	 * handle, which no longer opens. Its listing is not the pre-copy's,
+	 * nor is the listing the pre-copy made by name after its lstat().
+	 */
+	if (!n || (fresh && !same_inode(fresh, &n->st)) || (stat_it && S_ISDIR(fresh->st_mode)))
 		return tmp_files_walk(path, len, c->fn, c->ctx, false);
 
 	ret = c->fn(c->ctx, path, len, fresh ?: &n->st);
@@ -849,6 +859,42 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 	return ret;
 }
 
+/*
+ * Whether a name on the way from the tree's root to the saved path at
+ * path (the tree's root is its first prefix_len bytes) changed since the
+ * pre-copy started: walk_node()'s rule for a name that changed, for the
+ * saved path and the directories above it, which are in no listing of
+ * the pre-copy's. A directory above it that is not on a marked
+ * filesystem has no event: a rename there moves a mount point too, and
+ * the mounts are compared at the freeze.
+ */
+static bool way_changed(struct tmp_files_watch *w, struct walk_ctx *c, char *path, size_t prefix_len, size_t len)
+{
+	size_t i = prefix_len;
+
+	while (i < len) {
+		const char *name = path + i + 1;
+		size_t nr, j, name_len = strcspn(name, "/");
+		struct dirty_name *names;
+		struct stat st;
+		int ret;
+
+		/* The directory the name is in: the tree's root (a magic link) is followed */
+		path[i] = '\0';
+		ret = i == prefix_len ? stat(path, &st) : lstat(path, &st);
+		path[i] = '/';
+		if (ret)
+			return true; /* the walk says what is wrong */
+		c->stats++;
+		names = first_name(w, &st, &nr);
+		for (j = 0; j < nr; j++)
+			if (strlen(names[j].name) == name_len && !strncmp(names[j].name, name, name_len))
+				return true;
+		i += 1 + name_len;
+	}
+	return false;
+}
+
 int tmp_files_watch_walk(struct tmp_files_watch *w, char *path, size_t len, size_t prefix_len, tmp_files_walk_fn fn,
 			 void *ctx)
 {
@@ -867,6 +913,11 @@ int tmp_files_watch_walk(struct tmp_files_watch *w, char *path, size_t len, size
 		return -1;
 	}
 	c.stats++;
+	if (n && way_changed(w, &c, path, prefix_len, len)) {
+		pr_info("Pre-copy: a name on the way to %s changed since the pre-copy: walked afresh\n",
+			path + prefix_len);
+		n = NULL;
+	}
 	ret = walk_node(&c, path, len, n, &st, false);
 	pr_info("Pre-copy: %s walked from the change record with %zu lstat()s\n", path + prefix_len, c.stats);
 	return ret;
