@@ -194,7 +194,6 @@ struct tmp_files_watch {
 	size_t nr_events;
 	size_t nr_nodes; /* entries recorded */
 	bool too_many;	 /* more inodes changed on the filesystems than it is worth opening */
-	char path[PATH_MAX];
 };
 
 static char *read_mountinfo(pid_t pid)
@@ -243,33 +242,30 @@ static int read_root(pid_t pid, char *root)
 }
 
 /*
- * An fd on the filesystem of fpath, for open_by_handle_at(), which takes
- * no O_PATH fd: fpath itself, or for a symlink its directory, if that is
- * on the same filesystem. Opened without blocking nor following.
+ * An fd on the filesystem of the saved path (as the tree sees it, beneath
+ * its root root_fd, no symlink on the way), for open_by_handle_at(),
+ * which takes no O_PATH fd: the path itself, or for a symlink (saved as
+ * one) its directory. Opened without blocking nor following. An entry on
+ * another filesystem than the one marked is found by tmp_files_watch_add().
  */
-static int open_fs(const char *fpath)
+static int open_fs(int root_fd, const char *path)
 {
-	char dir[PATH_MAX], *slash;
-	struct stat st, dst;
+	char *dir;
 	int fd;
 
-	fd = open(fpath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	fd = tmp_files_open_beneath(root_fd, path + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd >= 0 || errno != ELOOP)
 		return fd;
-	snprintf(dir, sizeof(dir), "%s", fpath);
-	slash = strrchr(dir, '/');
-	*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (lstat(fpath, &st) || fstat(fd, &dst) || st.st_dev != dst.st_dev)) {
-		close(fd);
-		errno = EXDEV;
+	dir = tmp_files_dirname(path);
+	if (!dir)
 		return -1;
-	}
+	fd = tmp_files_open_beneath(root_fd, dir, O_RDONLY | O_DIRECTORY);
+	xfree(dir);
 	return fd;
 }
 
-/* The filesystem of the saved path at fpath, marked if it is not yet */
-static int mark_fs(struct tmp_files_watch *w, const char *fpath)
+/* The filesystem of the saved path, marked if it is not yet: by the fd checked, not by name */
+static int mark_fs(struct tmp_files_watch *w, int root_fd, const char *path)
 {
 	struct statfs sfs;
 	struct stat st;
@@ -277,15 +273,15 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 	size_t i;
 	int fd;
 
-	fd = open_fs(fpath);
+	fd = open_fs(root_fd, path);
 	if (fd < 0) {
 		if (errno == ENOENT) /* an optional path the tree does not have */
 			return 0;
-		pr_warn("Pre-copy: can't open %s: %s; the frozen pass checks every entry\n", fpath, strerror(errno));
+		pr_warn("Pre-copy: can't open %s: %s; the frozen pass checks every entry\n", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) || fstatfs(fd, &sfs)) {
-		pr_warn("Pre-copy: can't stat %s: %s\n", fpath, strerror(errno));
+		pr_warn("Pre-copy: can't stat %s: %s\n", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -298,7 +294,7 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 	    sfs.f_type != 0x58465342 /* xfs */ && sfs.f_type != (typeof(sfs.f_type))0x9123683E /* btrfs */) {
 		pr_warn("Pre-copy: %s is on a filesystem (type 0x%llx) whose changes fanotify may not all see: "
 			"the frozen pass checks every entry\n",
-			fpath + strlen(w->set->proc_root), (unsigned long long)sfs.f_type);
+			path, (unsigned long long)sfs.f_type);
 		close(fd);
 		return -1;
 	}
@@ -308,11 +304,10 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 			return 0;
 		}
 	}
-	/* FAN_MARK_DONT_FOLLOW: a saved path may be a symlink, saved as one */
-	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM | FAN_MARK_DONT_FOLLOW, MASK, AT_FDCWD, fpath)) {
+	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, MASK, fd, NULL)) {
 		pr_warn("Pre-copy: the filesystem of %s cannot report changes to fanotify (%s): "
 			"the frozen pass checks every entry\n",
-			fpath + strlen(w->set->proc_root), strerror(errno));
+			path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -330,6 +325,7 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 struct tmp_files_watch *tmp_files_watch_start(const struct tmp_files_set *set, pid_t root_pid)
 {
 	struct tmp_files_watch *w;
+	int root_fd;
 	size_t i;
 
 	w = xzalloc(sizeof(*w));
@@ -352,11 +348,18 @@ struct tmp_files_watch *tmp_files_watch_start(const struct tmp_files_set *set, p
 		pr_warn("Pre-copy: can't read the mounts of %d: the frozen pass checks every entry\n", root_pid);
 		goto err;
 	}
-	for (i = 0; i < set->nr; i++) {
-		snprintf(w->path, sizeof(w->path), "%s%s", set->proc_root, set->paths[i]);
-		if (mark_fs(w, w->path))
-			goto err;
+	root_fd = open(set->proc_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		pr_warn("Pre-copy: can't open the root of %d: the frozen pass checks every entry\n", root_pid);
+		goto err;
 	}
+	for (i = 0; i < set->nr; i++) {
+		if (mark_fs(w, root_fd, set->paths[i])) {
+			close(root_fd);
+			goto err;
+		}
+	}
+	close(root_fd);
 	pr_info("Pre-copy: %zu filesystem(s) watched for changes until the freeze (fanotify)\n", w->nr_fs);
 	return w;
 err:

@@ -7,7 +7,10 @@ directory must be the directory at the freeze.
 """
 import os
 import re
+import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from conftest import APPS, mounted_tmpfs
@@ -209,3 +212,69 @@ def test_saved_directory_made_again_with_its_inode_number(procs, criu, workdir, 
     # a (its unchanged directory member) only
     assert k == 1 and str(tmpdir_tmp / "a") not in again and str(d / "new.txt") in again, (k, walked, again)
     assert "a name on the way to %s changed since the pre-copy: walked afresh" % d in r.log, r.log[-3000:]
+
+
+def test_filesystem_marked_is_the_one_opened(procs, criu, workdir, tmpdir_tmp):
+    """The saved app is a/d/app on a tmpfs A; a/dlink is an absolute symlink
+    to the same names on another tmpfs B. Between the record's open of the
+    saved path and its fanotify mark (fanotify_mark held one second on
+    each side by strace), a/d and a/dlink are swapped, and swapped back
+    once the mark is placed. A mark placed by name would land on B while
+    the record took A's device from the fd: A's changes between the passes
+    would be no event, and the stale pre-copy kept (the old data
+    restored). The mark is placed on the fd opened beneath the tree's
+    root: A's events come, and the restore gives the new data."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed to hold fanotify_mark()"
+    with mounted_tmpfs(tmpdir_tmp / "A", "64m") as a, mounted_tmpfs(tmpdir_tmp / "B", "16m") as b:
+        d = a / "d/app"
+        d.mkdir(parents=True)
+        (b / "d/app").mkdir(parents=True)
+        (b / "d/app/data").write_bytes(b"B's\n")
+        os.symlink(str(b / "d"), a / "dlink")
+        swaps = []
+
+        def exchange():
+            os.rename(a / "d", a / "tmp")
+            os.rename(a / "dlink", a / "d")
+            os.rename(a / "tmp", a / "dlink")
+
+        def swapper():
+            """Waits for criu in fanotify_mark() (301 on x86_64), swaps, and back after it"""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for pid in os.listdir("/proc"):
+                    try:
+                        cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+                        if cmd[:2] == [criu.binary.encode(), b"dump"] and \
+                                Path("/proc/%s/syscall" % pid).read_text().split()[0] == "301":
+                            exchange()
+                            swaps.append("swapped")
+                            time.sleep(1.5)
+                            exchange()
+                            swaps.append("back")
+                            return
+                    except (OSError, IndexError):
+                        pass
+                time.sleep(0.01)
+
+        t = threading.Thread(target=swapper)
+        env, ack, steps = between_the_passes(workdir)
+        p = start_app(procs, "window.py", d, workdir / "window.ready", ack, "swap")
+        env["CHURN_PID"] = str(p.pid)
+        wait_ctimes_past(d)
+        t.start()
+        wrapper = [strace, "-o", "/dev/null", "-e", "trace=fanotify_mark",
+                   "-e", "inject=fanotify_mark:delay_enter=1000000:delay_exit=1000000"]
+        r = criu.run("dump", "-t", str(p.pid), "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress",
+                     "none", env=env, wrapper=wrapper, step="dump of pid %d under strace" % p.pid)
+        t.join()
+        assert r.returncode == 0, r
+        p.wait(timeout=10)
+        assert swaps == ["swapped", "back"] and steps.read_text().split() == ["done"], (swaps, steps.read_text())
+        assert RECORD in r.log, r.log[-3000:]
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        assert os.readlink(d / "link") == "/etc/shadow"
+
