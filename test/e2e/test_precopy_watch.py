@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import APPS, mounted_tmpfs
+from conftest import APPS, kill_tree, mounted_tmpfs, wait_gone
 from test_precopy import between_the_passes, kept, restores_as_frozen, start_app, wait_ctimes_past
 
 RECORD = "the frozen pass looks only at those"
@@ -278,3 +278,89 @@ def test_filesystem_marked_is_the_one_opened(procs, criu, workdir, tmpdir_tmp):
         assert (d / "data").read_bytes() == b"NEW\n" * 16384
         assert os.readlink(d / "link") == "/etc/shadow"
 
+
+def held_in(pid, nrs, path):
+    """Whether pid is in one of the syscalls nrs (x86_64) with path as its
+    pathname argument (the first for llistxattr, the second for openat)"""
+    try:
+        f = Path("/proc/%d/syscall" % pid).read_text().split()
+        if int(f[0]) not in nrs:
+            return False
+        arg = int(f[1 if int(f[0]) == 195 else 2], 16)
+        with open("/proc/%d/mem" % pid, "rb") as mem:
+            mem.seek(arg)
+            return mem.read(len(path) + 1) == path.encode() + b"\0"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def test_xattrs_of_a_walked_file_are_its_own(procs, criu, workdir, tmpdir_tmp):
+    """The pre-copy reads the xattrs of a walked file while the tree runs.
+    app/sub/e has none; app/sublink is an absolute symlink to a host
+    directory whose e has user.evil. While the pre-copy reads e's xattrs
+    (its first syscall on e's path held one second by strace, and the
+    second getxattr too), app/sub and app/sublink are swapped, and back
+    before tar reads anything. Read by name, they would be the host
+    file's, kept in e's manifest entry with its unchanged member: restore
+    refuses the file it put there. Read through an O_PATH fd checked
+    against the walk's inode, the swapped name is not e: e is archived
+    again while frozen, and restores without user.evil."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed to hold the pre-copy's syscalls"
+    host = tmpdir_tmp / "host"
+    host.mkdir()
+    (host / "e").write_bytes(b"host\n")
+    os.setxattr(host / "e", "user.evil", b"from the host")
+    d = tmpdir_tmp / "app"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub/e").write_bytes(b"own\n")
+    os.symlink(str(host), d / "sublink")
+    wait_ctimes_past(d)
+    task = procs.start(["sleep", "1000"])
+    e = "/proc/%d/root%s" % (task.pid, d / "sub/e")
+    swaps = []
+
+    def exchange():
+        os.rename(d / "sub", d / "tmp")
+        os.rename(d / "sublink", d / "sub")
+        os.rename(d / "tmp", d / "sublink")
+
+    def swapper():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in os.listdir("/proc"):
+                try:
+                    cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if cmd[:2] == [criu.binary.encode(), b"dump"] and held_in(int(pid), (195, 257), e):
+                    exchange()
+                    swaps.append("swapped")
+                    time.sleep(1.5)
+                    exchange()
+                    swaps.append("back")
+                    return
+            time.sleep(0.01)
+
+    t = threading.Thread(target=swapper)
+    t.start()
+    # openat: the O_PATH open; llistxattr, then the second lgetxattr: by name
+    wrapper = [strace, "-o", "/dev/null", "-P", e, "-e", "trace=openat,llistxattr,lgetxattr",
+               "-e", "inject=openat:delay_enter=1000000:delay_exit=1000000:when=1",
+               "-e", "inject=llistxattr:delay_enter=1000000:when=1",
+               "-e", "inject=lgetxattr:delay_exit=1000000:when=2"]
+    r = criu.run("dump", "-t", str(task.pid), "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress",
+                 "none", wrapper=wrapper, step="dump of pid %d under strace" % task.pid)
+    t.join()
+    assert r.returncode == 0, r
+    task.wait(timeout=10)
+    assert swaps == ["swapped", "back"], swaps
+    frozen = os.listxattr(d / "sub/e"), (d / "sub/e").read_bytes()
+    assert frozen == ([], b"own\n")
+    shutil.rmtree(d)
+    r = criu.restore("--leave-stopped")
+    assert r.returncode == 0, r
+    procs.track(task.pid)
+    assert (os.listxattr(d / "sub/e"), (d / "sub/e").read_bytes()) == frozen
+    kill_tree(task.pid)
+    wait_gone(task.pid)
