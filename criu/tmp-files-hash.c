@@ -6,7 +6,9 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -289,8 +291,19 @@ static int name_cmp(const void *a, const void *b)
 	return strcmp(*(char **)a, *(char **)b);
 }
 
+/* llistxattr() of path, or listxattr() with follow (a /proc/self/fd link) */
+static ssize_t list_xattrs(const char *path, bool follow, char *list, size_t size)
+{
+	return follow ? listxattr(path, list, size) : llistxattr(path, list, size);
+}
+
+static ssize_t get_xattr(const char *path, bool follow, const char *name, void *val, size_t size)
+{
+	return follow ? getxattr(path, name, val, size) : lgetxattr(path, name, val, size);
+}
+
 /* The names of the xattrs of path, sorted, in *list (to free); NULL when none */
-static char **xattr_names(const char *path, char **list, size_t *nr)
+static char **xattr_names(const char *path, bool follow, char **list, size_t *nr)
 {
 	char **names, *n;
 	ssize_t len;
@@ -298,12 +311,12 @@ static char **xattr_names(const char *path, char **list, size_t *nr)
 
 	*list = NULL;
 	*nr = 0;
-	len = llistxattr(path, NULL, 0);
+	len = list_xattrs(path, follow, NULL, 0);
 	if (len <= 0)
 		return len < 0 && errno != ENOTSUP && errno != ENODATA ? ERR_PTR(-errno) : NULL;
 	*list = xmalloc(len);
 	/* Can be shorter than said: overlayfs hides its own xattrs only here */
-	if (!*list || (len = llistxattr(path, *list, len)) < 0)
+	if (!*list || (len = list_xattrs(path, follow, *list, len)) < 0)
 		goto err;
 	if (!len) {
 		xfree(*list);
@@ -325,13 +338,13 @@ err:
 	return ERR_PTR(-EIO);
 }
 
-static int xattr_sum(const char *path, const char *name, uint64_t *sum)
+static int xattr_sum(const char *path, bool follow, const char *name, uint64_t *sum)
 {
-	ssize_t len = lgetxattr(path, name, NULL, 0);
+	ssize_t len = get_xattr(path, follow, name, NULL, 0);
 	char *val;
 
 	val = len < 0 ? NULL : xmalloc(len + 1);
-	if (!val || lgetxattr(path, name, val, len) != len) {
+	if (!val || get_xattr(path, follow, name, val, len) != len) {
 		xfree(val);
 		return -1;
 	}
@@ -340,15 +353,16 @@ static int xattr_sum(const char *path, const char *name, uint64_t *sum)
 	return 0;
 }
 
-int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
+/* The xattrs of path (follow: through a /proc/self/fd link), named name in the log */
+static int get_xattrs(const char *path, bool follow, const char *name, TmpFileEntry *e)
 {
 	char **names, *list;
 	size_t nr, i;
 	int ret = -1;
 
-	names = xattr_names(path, &list, &nr);
+	names = xattr_names(path, follow, &list, &nr);
 	if (IS_ERR(names)) {
-		pr_perror("Can't list the xattrs of %s", path);
+		pr_perror("Can't list the xattrs of %s", name);
 		return -1;
 	}
 	if (!nr)
@@ -364,8 +378,8 @@ int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
 		tmp_file_xattr__init(x);
 		e->xattrs[e->n_xattrs++] = x;
 		x->name = xstrdup(names[i]);
-		if (!x->name || xattr_sum(path, names[i], &x->value_xxh64)) {
-			pr_perror("Can't read xattr %s of %s", names[i], path);
+		if (!x->name || xattr_sum(path, follow, names[i], &x->value_xxh64)) {
+			pr_perror("Can't read xattr %s of %s", names[i], name);
 			goto out;
 		}
 	}
@@ -376,6 +390,19 @@ out:
 	return ret;
 }
 
+int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
+{
+	return get_xattrs(path, false, path, e);
+}
+
+int tmp_files_get_xattrs_fd(int fd, const char *name, TmpFileEntry *e)
+{
+	char self[64];
+
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+	return get_xattrs(self, true, name, e);
+}
+
 /* NULL when the xattrs of path are those of e, names and values */
 const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
 {
@@ -383,7 +410,7 @@ const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
 	char **names, *list;
 	size_t nr, i;
 
-	names = xattr_names(path, &list, &nr);
+	names = xattr_names(path, false, &list, &nr);
 	if (IS_ERR(names))
 		return "xattrs";
 	if (nr != e->n_xattrs)
@@ -391,7 +418,7 @@ const char *tmp_files_xattrs_differ(const char *path, const TmpFileEntry *e)
 	for (i = 0; !what && i < nr; i++) {
 		uint64_t sum;
 
-		if (strcmp(names[i], e->xattrs[i]->name) || xattr_sum(path, names[i], &sum) ||
+		if (strcmp(names[i], e->xattrs[i]->name) || xattr_sum(path, false, names[i], &sum) ||
 		    sum != e->xattrs[i]->value_xxh64)
 			what = "xattrs";
 	}

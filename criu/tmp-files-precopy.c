@@ -151,6 +151,32 @@ static struct precopied *find_file(struct tmp_files_precopy *pc, const char *pat
 	return NULL;
 }
 
+/*
+ * The xattrs of the entry the walk saw at fpath (st), read while the tree
+ * runs: never by name, since the tree may have put a symlink on the way
+ * to another file since the walk's lstat(). The name is opened O_PATH,
+ * checked to be the walk's inode, and its xattrs read through that fd:
+ * no file is opened for reading (an O_PATH open is no inotify or
+ * fanotify event, nor a read of a fifo), and no other file's xattrs are
+ * read. An entry gone or swapped since has none read: it is not kept.
+ */
+static int read_xattrs(const char *fpath, const struct stat *st, TmpFileEntry *e)
+{
+	struct stat now;
+	int fd, ret = -1;
+
+	fd = open(fpath, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (!fstat(fd, &now) && now.st_dev == st->st_dev && now.st_ino == st->st_ino &&
+	    !((now.st_mode ^ st->st_mode) & S_IFMT))
+		ret = tmp_files_get_xattrs_fd(fd, fpath, e);
+	else
+		pr_debug("Pre-copy: %s is not the entry the walk saw: its xattrs are not read\n", fpath);
+	close(fd);
+	return ret;
+}
+
 static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st)
 {
 	struct tmp_files_precopy *pc = ctx;
@@ -181,7 +207,7 @@ static int precopy_add(void *ctx, char *fpath, size_t len, const struct stat *st
 	f->st = *st;
 	pc->nr++;
 	/* Read now, not while frozen: a change to them changes the ctime. Only a regular file (or a directory) is kept */
-	f->has_xattrs = (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && !tmp_files_get_xattrs(fpath, &f->xattrs);
+	f->has_xattrs = (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && !read_xattrs(fpath, st, &f->xattrs);
 	return 0;
 }
 

@@ -21,7 +21,10 @@
  * with the pre-copy's lstat() of every entry that is not dirty and is in
  * a directory whose listing did not change, and with a new lstat() (and
  * a new listing, for a directory) for the others; an inode that is not
- * the one the pre-copy saw is walked afresh, below it too. What
+ * the one the pre-copy saw is walked afresh, below it too, and so is a
+ * directory at a name that changed (for a saved path, a name on the way
+ * to it): an inode number can come back for another directory, and the
+ * events of the first were dropped with its handle. What
  * tmp-files-precopy.c keeps is then decided by the same rules as
  * without this file: the record only spares the lstat() of what no event
  * can have changed. A handle that no longer opens is an inode that is
@@ -191,7 +194,6 @@ struct tmp_files_watch {
 	size_t nr_events;
 	size_t nr_nodes; /* entries recorded */
 	bool too_many;	 /* more inodes changed on the filesystems than it is worth opening */
-	char path[PATH_MAX];
 };
 
 static char *read_mountinfo(pid_t pid)
@@ -240,33 +242,30 @@ static int read_root(pid_t pid, char *root)
 }
 
 /*
- * An fd on the filesystem of fpath, for open_by_handle_at(), which takes
- * no O_PATH fd: fpath itself, or for a symlink its directory, if that is
- * on the same filesystem. Opened without blocking nor following.
+ * An fd on the filesystem of the saved path (as the tree sees it, beneath
+ * its root root_fd, no symlink on the way), for open_by_handle_at(),
+ * which takes no O_PATH fd: the path itself, or for a symlink (saved as
+ * one) its directory. Opened without blocking nor following. An entry on
+ * another filesystem than the one marked is found by tmp_files_watch_add().
  */
-static int open_fs(const char *fpath)
+static int open_fs(int root_fd, const char *path)
 {
-	char dir[PATH_MAX], *slash;
-	struct stat st, dst;
+	char *dir;
 	int fd;
 
-	fd = open(fpath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	fd = tmp_files_open_beneath(root_fd, path + 1, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd >= 0 || errno != ELOOP)
 		return fd;
-	snprintf(dir, sizeof(dir), "%s", fpath);
-	slash = strrchr(dir, '/');
-	*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 && (lstat(fpath, &st) || fstat(fd, &dst) || st.st_dev != dst.st_dev)) {
-		close(fd);
-		errno = EXDEV;
+	dir = tmp_files_dirname(path);
+	if (!dir)
 		return -1;
-	}
+	fd = tmp_files_open_beneath(root_fd, dir, O_RDONLY | O_DIRECTORY);
+	xfree(dir);
 	return fd;
 }
 
-/* The filesystem of the saved path at fpath, marked if it is not yet */
-static int mark_fs(struct tmp_files_watch *w, const char *fpath)
+/* The filesystem of the saved path, marked if it is not yet: by the fd checked, not by name */
+static int mark_fs(struct tmp_files_watch *w, int root_fd, const char *path)
 {
 	struct statfs sfs;
 	struct stat st;
@@ -274,15 +273,15 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 	size_t i;
 	int fd;
 
-	fd = open_fs(fpath);
+	fd = open_fs(root_fd, path);
 	if (fd < 0) {
 		if (errno == ENOENT) /* an optional path the tree does not have */
 			return 0;
-		pr_warn("Pre-copy: can't open %s: %s; the frozen pass checks every entry\n", fpath, strerror(errno));
+		pr_warn("Pre-copy: can't open %s: %s; the frozen pass checks every entry\n", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) || fstatfs(fd, &sfs)) {
-		pr_warn("Pre-copy: can't stat %s: %s\n", fpath, strerror(errno));
+		pr_warn("Pre-copy: can't stat %s: %s\n", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -295,7 +294,7 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 	    sfs.f_type != 0x58465342 /* xfs */ && sfs.f_type != (typeof(sfs.f_type))0x9123683E /* btrfs */) {
 		pr_warn("Pre-copy: %s is on a filesystem (type 0x%llx) whose changes fanotify may not all see: "
 			"the frozen pass checks every entry\n",
-			fpath + strlen(w->set->proc_root), (unsigned long long)sfs.f_type);
+			path, (unsigned long long)sfs.f_type);
 		close(fd);
 		return -1;
 	}
@@ -305,11 +304,10 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 			return 0;
 		}
 	}
-	/* FAN_MARK_DONT_FOLLOW: a saved path may be a symlink, saved as one */
-	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM | FAN_MARK_DONT_FOLLOW, MASK, AT_FDCWD, fpath)) {
+	if (fanotify_mark(w->fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, MASK, fd, NULL)) {
 		pr_warn("Pre-copy: the filesystem of %s cannot report changes to fanotify (%s): "
 			"the frozen pass checks every entry\n",
-			fpath + strlen(w->set->proc_root), strerror(errno));
+			path, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -327,6 +325,7 @@ static int mark_fs(struct tmp_files_watch *w, const char *fpath)
 struct tmp_files_watch *tmp_files_watch_start(const struct tmp_files_set *set, pid_t root_pid)
 {
 	struct tmp_files_watch *w;
+	int root_fd;
 	size_t i;
 
 	w = xzalloc(sizeof(*w));
@@ -349,11 +348,18 @@ struct tmp_files_watch *tmp_files_watch_start(const struct tmp_files_set *set, p
 		pr_warn("Pre-copy: can't read the mounts of %d: the frozen pass checks every entry\n", root_pid);
 		goto err;
 	}
-	for (i = 0; i < set->nr; i++) {
-		snprintf(w->path, sizeof(w->path), "%s%s", set->proc_root, set->paths[i]);
-		if (mark_fs(w, w->path))
-			goto err;
+	root_fd = open(set->proc_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		pr_warn("Pre-copy: can't open the root of %d: the frozen pass checks every entry\n", root_pid);
+		goto err;
 	}
+	for (i = 0; i < set->nr; i++) {
+		if (mark_fs(w, root_fd, set->paths[i])) {
+			close(root_fd);
+			goto err;
+		}
+	}
+	close(root_fd);
 	pr_info("Pre-copy: %zu filesystem(s) watched for changes until the freeze (fanotify)\n", w->nr_fs);
 	return w;
 err:
@@ -814,8 +820,15 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 		c->stats++;
 		fresh = &st;
 	}
-	if (!n || (fresh && !same_inode(fresh, &n->st)))
-		/* Not what the pre-copy saw: all of it afresh */
+	/*
+	 * Not what the pre-copy saw: all of it afresh. Nor is a directory at
+	 * a name that changed, whatever its inode number: one removed and
+	 * made again at its name may get its number back (ext4 gives it at
+	 * once), and the events of the one removed were dropped with its
+	 * handle, which no longer opens. Its listing is not the pre-copy's,
+	 * nor is the listing the pre-copy made by name after its lstat().
+	 */
+	if (!n || (fresh && !same_inode(fresh, &n->st)) || (stat_it && S_ISDIR(fresh->st_mode)))
 		return tmp_files_walk(path, len, c->fn, c->ctx, false);
 
 	ret = c->fn(c->ctx, path, len, fresh ?: &n->st);
@@ -849,6 +862,42 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 	return ret;
 }
 
+/*
+ * Whether a name on the way from the tree's root to the saved path at
+ * path (the tree's root is its first prefix_len bytes) changed since the
+ * pre-copy started: walk_node()'s rule for a name that changed, for the
+ * saved path and the directories above it, which are in no listing of
+ * the pre-copy's. A directory above it that is not on a marked
+ * filesystem has no event: a rename there moves a mount point too, and
+ * the mounts are compared at the freeze.
+ */
+static bool way_changed(struct tmp_files_watch *w, struct walk_ctx *c, char *path, size_t prefix_len, size_t len)
+{
+	size_t i = prefix_len;
+
+	while (i < len) {
+		const char *name = path + i + 1;
+		size_t nr, j, name_len = strcspn(name, "/");
+		struct dirty_name *names;
+		struct stat st;
+		int ret;
+
+		/* The directory the name is in: the tree's root (a magic link) is followed */
+		path[i] = '\0';
+		ret = i == prefix_len ? stat(path, &st) : lstat(path, &st);
+		path[i] = '/';
+		if (ret)
+			return true; /* the walk says what is wrong */
+		c->stats++;
+		names = first_name(w, &st, &nr);
+		for (j = 0; j < nr; j++)
+			if (strlen(names[j].name) == name_len && !strncmp(names[j].name, name, name_len))
+				return true;
+		i += 1 + name_len;
+	}
+	return false;
+}
+
 int tmp_files_watch_walk(struct tmp_files_watch *w, char *path, size_t len, size_t prefix_len, tmp_files_walk_fn fn,
 			 void *ctx)
 {
@@ -867,6 +916,11 @@ int tmp_files_watch_walk(struct tmp_files_watch *w, char *path, size_t len, size
 		return -1;
 	}
 	c.stats++;
+	if (n && way_changed(w, &c, path, prefix_len, len)) {
+		pr_info("Pre-copy: a name on the way to %s changed since the pre-copy: walked afresh\n",
+			path + prefix_len);
+		n = NULL;
+	}
 	ret = walk_node(&c, path, len, n, &st, false);
 	pr_info("Pre-copy: %s walked from the change record with %zu lstat()s\n", path + prefix_len, c.stats);
 	return ret;

@@ -35,6 +35,11 @@ extern int tmp_files_open_seen(int dfd, const char *path, const struct stat *st)
 
 /* The xattrs of path into e (sorted by name), or compare them with e's */
 extern int tmp_files_get_xattrs(const char *path, struct TmpFileEntry *e);
+/*
+ * The same of the file fd is open at (O_PATH will do: read through
+ * /proc/self/fd, which opens nothing); name is its name in the log
+ */
+extern int tmp_files_get_xattrs_fd(int fd, const char *name, struct TmpFileEntry *e);
 extern const char *tmp_files_xattrs_differ(const char *path, const struct TmpFileEntry *e);
 
 #endif /* __CR_TMP_FILES_HASH_H__ */

@@ -7,10 +7,13 @@ directory must be the directory at the freeze.
 """
 import os
 import re
+import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
-from conftest import APPS, mounted_tmpfs
+from conftest import APPS, kill_tree, mounted_tmpfs, wait_gone
 from test_precopy import between_the_passes, kept, restores_as_frozen, start_app, wait_ctimes_past
 
 RECORD = "the frozen pass looks only at those"
@@ -19,15 +22,18 @@ DIR_XATTRS = "a directory whose member says other or more than its lstat() (xatt
 WRITTEN = "written since the pre-copy started (fanotify), whatever its times say"
 
 
-def window(procs, criu, workdir, d, mode, *more, prepare=None):
-    """window.py in d, one dump with the change of mode between the passes: (process, dump result)"""
+def window(procs, criu, workdir, d, mode, *more, prepare=None, saved=()):
+    """window.py in d, one dump of d (and the paths saved) with the change
+    of mode between the passes: (process, dump result)"""
     env, ack, steps = between_the_passes(workdir)
     p = start_app(procs, "window.py", d, workdir / "window.ready", ack, mode, *more)
     env["CHURN_PID"] = str(p.pid)
     if prepare:
         prepare(d)
     wait_ctimes_past(d)  # the unchanged files are kept by the ctime rule
-    r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none", env=env)
+    more_paths = [a for s in saved for a in ("--tmp-file", str(s))]
+    r = criu.dump(p.pid, "--tmp-file", str(d), *more_paths, "--tmp-file-precopy", "--tmp-file-compress", "none",
+                  env=env)
     assert r.returncode == 0, r
     p.wait(timeout=10)
     assert steps.read_text().split() == ["done"]  # the change was made between the passes
@@ -164,3 +170,197 @@ def test_busy_filesystem_falls_back_to_the_full_check(procs, criu, workdir, tmpd
         assert kept(r.log)[2].get(str(d / "data")) == "changed since the pre-copy"
         restores_as_frozen(criu, procs, p, d)
         assert (d / "data").read_bytes() == b"NEW\n" * 16384
+
+
+def test_directory_made_again_with_its_inode_number(procs, criu, workdir, tmpdir_tmp):
+    """sub, with sub/f unchanged since long before the dump, is removed
+    between the passes and made again, empty, at its name; ext4 gives it
+    its inode number back. The removed directory's events are dropped
+    with its handle, which no longer opens, and the new one has none:
+    had the record kept the pre-copy's listing of sub for the same inode
+    number, sub/f would be kept and restored, though the frozen tree did
+    not have it. A directory at a name that changed is walked afresh: the
+    restored sub is empty."""
+    d = tmpdir_tmp / "app"
+    d.mkdir()
+    p, r = window(procs, criu, workdir, d, "redir", prepare=subdirs)
+    assert RECORD in r.log and FALLBACK not in r.log, r.log[-3000:]
+    assert os.listdir(d / "sub") == []
+    restores_as_frozen(criu, procs, p, d)
+    assert os.listdir(d / "sub") == []
+    again = kept(r.log)[2]
+    assert again.get(str(d / "sub")) == "changed since the pre-copy", again
+
+
+def test_saved_directory_made_again_with_its_inode_number(procs, criu, workdir, tmpdir_tmp):
+    """A saved directory itself is emptied, removed and made again with
+    its inode number between the passes, new.txt in it (another saved
+    path, a, is the first on the filesystem: the record holds that one
+    open, and its number cannot come back). Its name is in no listing of
+    the pre-copy: the record looks at the names on the way to it, finds
+    this one changed, and walks it afresh. Nothing of the 300 files the
+    pre-copy archived is kept or restored."""
+    d = tmpdir_tmp / "app"
+    d.mkdir()
+    (tmpdir_tmp / "a").mkdir()
+    p, r = window(procs, criu, workdir, d, "reroot", saved=[tmpdir_tmp / "a"])
+    assert RECORD in r.log and FALLBACK not in r.log, r.log[-3000:]
+    assert os.listdir(d) == ["new.txt"]
+    restores_as_frozen(criu, procs, p, d)
+    assert os.listdir(d) == ["new.txt"]
+    k, walked, again, _ = kept(r.log)
+    # a (its unchanged directory member) only
+    assert k == 1 and str(tmpdir_tmp / "a") not in again and str(d / "new.txt") in again, (k, walked, again)
+    assert "a name on the way to %s changed since the pre-copy: walked afresh" % d in r.log, r.log[-3000:]
+
+
+def test_filesystem_marked_is_the_one_opened(procs, criu, workdir, tmpdir_tmp):
+    """The saved app is a/d/app on a tmpfs A; a/dlink is an absolute symlink
+    to the same names on another tmpfs B. Between the record's open of the
+    saved path and its fanotify mark (fanotify_mark held one second on
+    each side by strace), a/d and a/dlink are swapped, and swapped back
+    once the mark is placed. A mark placed by name would land on B while
+    the record took A's device from the fd: A's changes between the passes
+    would be no event, and the stale pre-copy kept (the old data
+    restored). The mark is placed on the fd opened beneath the tree's
+    root: A's events come, and the restore gives the new data."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed to hold fanotify_mark()"
+    with mounted_tmpfs(tmpdir_tmp / "A", "64m") as a, mounted_tmpfs(tmpdir_tmp / "B", "16m") as b:
+        d = a / "d/app"
+        d.mkdir(parents=True)
+        (b / "d/app").mkdir(parents=True)
+        (b / "d/app/data").write_bytes(b"B's\n")
+        os.symlink(str(b / "d"), a / "dlink")
+        swaps = []
+
+        def exchange():
+            os.rename(a / "d", a / "tmp")
+            os.rename(a / "dlink", a / "d")
+            os.rename(a / "tmp", a / "dlink")
+
+        def swapper():
+            """Waits for criu in fanotify_mark() (301 on x86_64), swaps, and back after it"""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for pid in os.listdir("/proc"):
+                    try:
+                        cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+                        if cmd[:2] == [criu.binary.encode(), b"dump"] and \
+                                Path("/proc/%s/syscall" % pid).read_text().split()[0] == "301":
+                            exchange()
+                            swaps.append("swapped")
+                            time.sleep(1.5)
+                            exchange()
+                            swaps.append("back")
+                            return
+                    except (OSError, IndexError):
+                        pass
+                time.sleep(0.01)
+
+        t = threading.Thread(target=swapper)
+        env, ack, steps = between_the_passes(workdir)
+        p = start_app(procs, "window.py", d, workdir / "window.ready", ack, "swap")
+        env["CHURN_PID"] = str(p.pid)
+        wait_ctimes_past(d)
+        t.start()
+        wrapper = [strace, "-o", "/dev/null", "-e", "trace=fanotify_mark",
+                   "-e", "inject=fanotify_mark:delay_enter=1000000:delay_exit=1000000"]
+        r = criu.run("dump", "-t", str(p.pid), "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress",
+                     "none", env=env, wrapper=wrapper, step="dump of pid %d under strace" % p.pid)
+        t.join()
+        assert r.returncode == 0, r
+        p.wait(timeout=10)
+        assert swaps == ["swapped", "back"] and steps.read_text().split() == ["done"], (swaps, steps.read_text())
+        assert RECORD in r.log, r.log[-3000:]
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        restores_as_frozen(criu, procs, p, d)
+        assert (d / "data").read_bytes() == b"NEW\n" * 16384
+        assert os.readlink(d / "link") == "/etc/shadow"
+
+
+def held_in(pid, nrs, path):
+    """Whether pid is in one of the syscalls nrs (x86_64) with path as its
+    pathname argument (the first for llistxattr, the second for openat)"""
+    try:
+        f = Path("/proc/%d/syscall" % pid).read_text().split()
+        if int(f[0]) not in nrs:
+            return False
+        arg = int(f[1 if int(f[0]) == 195 else 2], 16)
+        with open("/proc/%d/mem" % pid, "rb") as mem:
+            mem.seek(arg)
+            return mem.read(len(path) + 1) == path.encode() + b"\0"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def test_xattrs_of_a_walked_file_are_its_own(procs, criu, workdir, tmpdir_tmp):
+    """The pre-copy reads the xattrs of a walked file while the tree runs.
+    app/sub/e has none; app/sublink is an absolute symlink to a host
+    directory whose e has user.evil. While the pre-copy reads e's xattrs
+    (its first syscall on e's path held one second by strace, and the
+    second getxattr too), app/sub and app/sublink are swapped, and back
+    before tar reads anything. Read by name, they would be the host
+    file's, kept in e's manifest entry with its unchanged member: restore
+    refuses the file it put there. Read through an O_PATH fd checked
+    against the walk's inode, the swapped name is not e: e is archived
+    again while frozen, and restores without user.evil."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed to hold the pre-copy's syscalls"
+    host = tmpdir_tmp / "host"
+    host.mkdir()
+    (host / "e").write_bytes(b"host\n")
+    os.setxattr(host / "e", "user.evil", b"from the host")
+    d = tmpdir_tmp / "app"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub/e").write_bytes(b"own\n")
+    os.symlink(str(host), d / "sublink")
+    wait_ctimes_past(d)
+    task = procs.start(["sleep", "1000"])
+    e = "/proc/%d/root%s" % (task.pid, d / "sub/e")
+    swaps = []
+
+    def exchange():
+        os.rename(d / "sub", d / "tmp")
+        os.rename(d / "sublink", d / "sub")
+        os.rename(d / "tmp", d / "sublink")
+
+    def swapper():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in os.listdir("/proc"):
+                try:
+                    cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if cmd[:2] == [criu.binary.encode(), b"dump"] and held_in(int(pid), (195, 257), e):
+                    exchange()
+                    swaps.append("swapped")
+                    time.sleep(1.5)
+                    exchange()
+                    swaps.append("back")
+                    return
+            time.sleep(0.01)
+
+    t = threading.Thread(target=swapper)
+    t.start()
+    # openat: the O_PATH open; llistxattr, then the second lgetxattr: by name
+    wrapper = [strace, "-o", "/dev/null", "-P", e, "-e", "trace=openat,llistxattr,lgetxattr",
+               "-e", "inject=openat:delay_enter=1000000:delay_exit=1000000:when=1",
+               "-e", "inject=llistxattr:delay_enter=1000000:when=1",
+               "-e", "inject=lgetxattr:delay_exit=1000000:when=2"]
+    r = criu.run("dump", "-t", str(task.pid), "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress",
+                 "none", wrapper=wrapper, step="dump of pid %d under strace" % task.pid)
+    t.join()
+    assert r.returncode == 0, r
+    task.wait(timeout=10)
+    assert swaps == ["swapped", "back"], swaps
+    frozen = os.listxattr(d / "sub/e"), (d / "sub/e").read_bytes()
+    assert frozen == ([], b"own\n")
+    shutil.rmtree(d)
+    r = criu.restore("--leave-stopped")
+    assert r.returncode == 0, r
+    procs.track(task.pid)
+    assert (os.listxattr(d / "sub/e"), (d / "sub/e").read_bytes()) == frozen
+    kill_tree(task.pid)
+    wait_gone(task.pid)

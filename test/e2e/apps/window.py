@@ -17,6 +17,13 @@ changes, then writes "done" into the fifo ACK, and waits to be killed:
   flood   FLOOD empty files made in DIR/../flood (the same filesystem,
           not saved: two events each, a create and a close_write), then
           data rewritten as in swap, after the queue is full
+  redir   sub (with sub/f) removed and made again, empty, with the same
+          inode number
+  reroot  DIR itself emptied, removed and made again with the same inode
+          number, with new.txt in it (not the first saved path on its
+          filesystem: the record holds that one open)
+For redir and reroot, ACK gets "no reuse" instead if the filesystem did
+not give the number back.
 """
 import mmap
 import os
@@ -76,7 +83,30 @@ elif mode == "flood":
     for i in range(flood):
         os.close(os.open("../flood/%d" % i, os.O_CREAT | os.O_WRONLY, 0o600))
     rewrite_data()
+elif mode in ("redir", "reroot"):
+    # The inodes freed by the removal are given out again lowest first
+    # (ext4): directories made until the old number comes back
+    path = os.path.abspath("sub" if mode == "redir" else ".")
+    os.chdir("..")
+    old = os.lstat(path).st_ino
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            os.unlink(os.path.join(root, name))
+        for name in dirs:
+            os.rmdir(os.path.join(root, name))
+    os.rmdir(path)
+    done = "no reuse"
+    for i in range(1000):
+        if i:
+            os.rename(path, os.path.join(os.path.dirname(os.path.abspath(d)), ".spare.%d" % i))
+        os.mkdir(path)
+        if os.lstat(path).st_ino == old:
+            done = "done"
+            break
+    if mode == "reroot":
+        with open(os.path.join(path, "new.txt"), "w") as f:
+            f.write("new\n")
 with open(ack, "w") as f:
-    f.write("done\n")
+    f.write("%s\n" % (done if mode in ("redir", "reroot") else "done"))
 while True:
     time.sleep(60)
