@@ -132,7 +132,7 @@ def test_config_file_wins_over_fields_and_paths_add_up(app, criu, workdir, tmpdi
 def test_rpc_field_wins_over_the_default_config_file(procs, criu, workdir, tmpdir_tmp, default_conf):
     """criu swrk reads /etc/criu/default.conf when it starts; a request's
     tmp_file_limit field comes later and wins over its tmp-file-limit."""
-    from test_auto import Holder
+    from conftest import Holder
     default_conf.write_text("tmp-file-limit 1K\n")
     with mounted_tmpfs(tmpdir_tmp / "mnt", "16m") as mnt:
         (mnt / "f").write_bytes(b"z" * 4096)

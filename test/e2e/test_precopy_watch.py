@@ -2,7 +2,7 @@
 issue 22): fanotify marks placed before the pre-copy's walk tell the
 frozen pass what changed, and it looks only at that. Each test changes
 the saved directory exactly once, between the two passes (apps/window.py,
-paused there by test_precopy.between_the_passes), and the restored
+paused there by precopy.between_the_passes), and the restored
 directory must be the directory at the freeze.
 """
 import os
@@ -13,8 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import APPS, kill_tree, mounted_tmpfs, wait_gone
-from test_precopy import between_the_passes, kept, restores_as_frozen, start_app, wait_ctimes_past
+from conftest import kill_tree, mounted_tmpfs, wait_gone
+from precopy import between_the_passes, kept, restores_as_frozen, start_app, wait_ctimes_past
 
 RECORD = "the frozen pass looks only at those"
 FALLBACK = "the frozen pass checks every entry"

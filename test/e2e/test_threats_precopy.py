@@ -34,7 +34,7 @@ import time
 import pytest
 
 from conftest import APPS, ARCHIVE, STAGE, alive, kill_tree, mounted_tmpfs, wait_gone, wait_report
-from test_precopy import between_the_passes
+from precopy import between_the_passes
 
 # Rounds until tar read the host file, and the freeze saw the directory
 # again, in SWAP_WINS of them (at most SWAP_ROUNDS)
@@ -258,7 +258,7 @@ def test_write_through_an_old_shared_mapping_is_not_lost(procs, criu, workdir, w
     writable; once the pre-copy's checksum child and tar have read the
     file (inotify) and the pre-copy's tar is done (the test's tar signals
     it, and the dump waits for it before the freeze:
-    test_precopy.between_the_passes), it writes new data through the
+    precopy.between_the_passes), it writes new data through the
     mapping and unmaps it. No time of the file changes: only the mapping
     seen at the start of the pre-copy says the member read then is stale.
     In every round, the restore (tree left stopped) must give the data
