@@ -388,10 +388,26 @@ static struct manifest_walk parent_walk;
  * "none". With a pre-copy, the walk comes first, here, for it tells what
  * tar has to archive.
  */
+/* Once tar is done: the files checked again, and the manifest of the walk written */
+static int write_walk(const struct tmp_files_set *set, struct manifest_walk *w, const struct timespec *since)
+{
+	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
+
+	if (check_unchanged(w, since))
+		return -1;
+	me.n_paths = set->nr;
+	me.paths = set->paths;
+	me.root = strcmp(set->root, "/") ? (char *)set->root : NULL;
+	me.format = "posix";
+	me.compression = "none";
+	me.n_entries = w->nr;
+	me.entries = w->entries;
+	return tmp_files_write_manifest(&me, false);
+}
+
 pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp_files_keep *keep, int names_fd,
 			       size_t *nr_delta, int *tar_done)
 {
-	TmpFilesManifestEntry me = TMP_FILES_MANIFEST_ENTRY__INIT;
 	struct manifest_walk w = { .set = set, .keep = keep, .names_fd = names_fd, .files = RB_ROOT };
 	struct timespec since;
 	int pfd[2];
@@ -407,6 +423,15 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp
 		close(pfd[0]);
 		close(pfd[1]);
 		return -1;
+	}
+	if (keep && !w.nr_delta) {
+		/* Every member is the pre-copy's: no tar to wait for, no child (1 ms of the frozen time) */
+		close(pfd[0]);
+		close(pfd[1]);
+		*tar_done = -1;
+		*nr_delta = 0;
+		parent_walk = w;
+		return add_checksums(&w) || write_walk(set, &w, &since) ? -1 : 0;
 	}
 	pid = fork();
 	if (pid < 0)
@@ -425,22 +450,17 @@ pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp
 
 	close(pfd[1]);
 	if ((keep ? add_checksums(&w) : collect_manifest(&w)) || read(pfd[0], &c, 1) != 0 ||
-	    check_unchanged(&w, &since))
+	    write_walk(set, &w, &since))
 		_exit(1);
-	me.n_paths = set->nr;
-	me.paths = set->paths;
-	me.root = strcmp(set->root, "/") ? (char *)set->root : NULL;
-	me.format = "posix";
-	me.compression = "none";
-	me.n_entries = w.nr;
-	me.entries = w.entries;
-	_exit(tmp_files_write_manifest(&me, false) ? 1 : 0);
+	_exit(0);
 }
 
 int tmp_files_wait_manifest(pid_t pid)
 {
 	int status;
 
+	if (!pid) /* written by tmp_files_start_manifest() */
+		return 0;
 	if (waitpid(pid, &status, 0) != pid) {
 		pr_perror("Can't wait for the --tmp-file manifest");
 		return -1;

@@ -34,7 +34,8 @@ struct tmp_files_keep {
 /*
  * With keep, the entries whose members are not kept are listed into
  * names_fd, nr_delta of them, and are to be archived while the child
- * reads them.
+ * reads them. The child's pid; 0 if none was needed (keep and nr_delta
+ * 0: the manifest is written), -1 on error.
  */
 extern pid_t tmp_files_start_manifest(const struct tmp_files_set *set, const struct tmp_files_keep *keep,
 				      int names_fd, size_t *nr_delta, int *tar_done);

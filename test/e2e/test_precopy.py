@@ -251,3 +251,29 @@ def test_failure_in_the_frozen_pass_leaves_no_archive(procs, criu, tmpdir_tmp):
         assert alive(h.pid)
         assert h.poke()
 
+
+
+def test_nothing_changed_keeps_every_member(procs, criu, workdir, tmpdir_tmp):
+    """Nothing changes between the passes: every member is the
+    pre-copy's, no tar runs while frozen, the manifest is written without
+    a child (tmp_files_start_manifest()), and a restore after a wipe gives
+    back the files, modes and times as they were. (A symlink would be
+    archived again: its member is whatever tar found at its name.)"""
+    d = tmpdir_tmp / "quiet"
+    (d / "sub").mkdir(parents=True)
+    for i in range(50):
+        (d / "sub" / ("f%02d" % i)).write_bytes(os.urandom(1000 + i))
+    old = time.time() - 60
+    for p in [d / "sub"] + list((d / "sub").iterdir()):
+        os.utime(p, (old, old))
+    wait_ctimes_past(d)
+    p = procs.start(["sleep", "1000"], cwd=str(d))
+    r = criu.dump(p.pid, "--tmp-file", str(d), "--tmp-file-precopy", "--tmp-file-compress", "none")
+    assert r.returncode == 0, r
+    p.wait(timeout=10)
+    k, n, again, moved = kept(r.log)
+    # The directories are kept too: the record says nothing changed
+    assert (k, n, again, moved) == (52, 52, {}, 0), (k, n, again, moved)
+    # (criu's own log and images on the same filesystem make events too)
+    assert "the frozen pass looks only at those" in r.log, r.log[-3000:]
+    restores_as_frozen(criu, procs, p, d)
