@@ -21,10 +21,8 @@
  * with the pre-copy's lstat() of every entry that is not dirty and is in
  * a directory whose listing did not change, and with a new lstat() (and
  * a new listing, for a directory) for the others; an inode that is not
- * the one the pre-copy saw is walked afresh, below it too, and so is a
- * directory at a name that changed (for a saved path, a name on the way
- * to it): an inode number can come back for another directory, and the
- * events of the first were dropped with its handle. What
+ * the one the pre-copy saw, or a directory at a name that changed (its
+ * number may be a new directory's), is walked afresh, below it too. What
  * tmp-files-precopy.c keeps is then decided by the same rules as
  * without this file: the record only spares the lstat() of what no event
  * can have changed. A handle that no longer opens is an inode that is
@@ -572,11 +570,6 @@ static int add_to(struct dirty_ino **set, size_t *nr, dev_t dev, ino_t ino)
 	return 0;
 }
 
-static int add_ino(struct tmp_files_watch *w, dev_t dev, ino_t ino)
-{
-	return add_to(&w->inos, &w->nr_inos, dev, ino);
-}
-
 static int add_name(struct tmp_files_watch *w, dev_t dev, ino_t ino, const char *name)
 {
 	char *copy;
@@ -629,9 +622,9 @@ static const char *read_event(struct tmp_files_watch *w, const struct fanotify_e
 			name = (const char *)fh + 8 + bytes;
 			if (name >= p + len || !memchr(name, '\0', p + len - name))
 				return "a malformed event";
-			if (!strcmp(name, ".") ? add_ino(w, r->dev, r->ino) : add_name(w, r->dev, r->ino, name))
+			if (!strcmp(name, ".") ? add_to(&w->inos, &w->nr_inos, r->dev, r->ino) : add_name(w, r->dev, r->ino, name))
 				return "no memory";
-		} else if (add_ino(w, r->dev, r->ino)) {
+		} else if (add_to(&w->inos, &w->nr_inos, r->dev, r->ino)) {
 			return "no memory";
 		} else if (info->hdr.type == INFO_FID && (m->mask & (FAN_MODIFY | FAN_CLOSE_WRITE)) &&
 			   add_to(&w->written, &w->nr_written, r->dev, r->ino)) {
@@ -821,12 +814,9 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 		fresh = &st;
 	}
 	/*
-	 * Not what the pre-copy saw: all of it afresh. Nor is a directory at
-	 * a name that changed, whatever its inode number: one removed and
-	 * made again at its name may get its number back (ext4 gives it at
-	 * once), and the events of the one removed were dropped with its
-	 * handle, which no longer opens. Its listing is not the pre-copy's,
-	 * nor is the listing the pre-copy made by name after its lstat().
+	 * Not what the pre-copy saw: all of it afresh; so is a directory at a
+	 * name that changed, whatever its inode number (ext4 gives a removed
+	 * one's to the next at once; its events went with its handle)
 	 */
 	if (!n || (fresh && !same_inode(fresh, &n->st)) || (stat_it && S_ISDIR(fresh->st_mode)))
 		return tmp_files_walk(path, len, c->fn, c->ctx, false);
@@ -863,13 +853,11 @@ static int walk_node(struct walk_ctx *c, char *path, size_t len, struct wnode *n
 }
 
 /*
- * Whether a name on the way from the tree's root to the saved path at
- * path (the tree's root is its first prefix_len bytes) changed since the
- * pre-copy started: walk_node()'s rule for a name that changed, for the
- * saved path and the directories above it, which are in no listing of
- * the pre-copy's. A directory above it that is not on a marked
- * filesystem has no event: a rename there moves a mount point too, and
- * the mounts are compared at the freeze.
+ * walk_node()'s rule for a name that changed, for the names from the
+ * tree's root (path's first prefix_len bytes) to the saved path, which
+ * are in no listing of the pre-copy's. (A directory on an unmarked
+ * filesystem has no event, but a rename there moves a mount point too,
+ * and the mounts are compared at the freeze.)
  */
 static bool way_changed(struct tmp_files_watch *w, struct walk_ctx *c, char *path, size_t prefix_len, size_t len)
 {
