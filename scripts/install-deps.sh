@@ -29,6 +29,11 @@ gcc-aarch64-linux-gnu libc6-dev-arm64-cross clang musl-tools shellcheck
 PKGS="$PKGS
 lxc containerd
 "
+# strace holds a system call of criu's in the pre-copy race tests
+# (test_precopy_watch.py), so that a swap lands exactly there.
+PKGS="$PKGS
+strace
+"
 # crun with CRIU (scripts/build-crun.sh, make crun): the build
 # dependencies of Debian's crun source package that its build here uses.
 PKGS="$PKGS
