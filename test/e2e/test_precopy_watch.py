@@ -20,6 +20,36 @@ RECORD = "the frozen pass looks only at those"
 FALLBACK = "the frozen pass checks every entry"
 DIR_XATTRS = "a directory whose member says other or more than its lstat() (xattrs, ACLs)"
 WRITTEN = "written since the pre-copy started (fanotify), whatever its times say"
+# The system calls the race tests hold criu in (strace delays them), by number as /proc/PID/syscall shows them
+SYSCALLS = {"x86_64": {"fanotify_mark": 301, "llistxattr": 195, "openat": 257},
+            "aarch64": {"fanotify_mark": 263, "llistxattr": 12, "openat": 56}}[os.uname().machine]
+
+
+def swap_while_held(criu, exchange, held):
+    """A thread that waits (60 s at most) for a criu dump in the state
+    held(pid) says, then calls exchange(), and again 1.5 s later; it
+    appends "swapped" and "back" to the list returned with it"""
+    swaps = []
+
+    def swapper():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in os.listdir("/proc"):
+                try:
+                    cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+                    if cmd[:2] != [criu.binary.encode(), b"dump"] or not held(int(pid)):
+                        continue
+                except (OSError, IndexError, ValueError):
+                    continue
+                exchange()
+                swaps.append("swapped")
+                time.sleep(1.5)
+                exchange()
+                swaps.append("back")
+                return
+            time.sleep(0.01)
+
+    return threading.Thread(target=swapper), swaps
 
 
 def window(procs, criu, workdir, d, mode, *more, prepare=None, saved=()):
@@ -232,33 +262,16 @@ def test_filesystem_marked_is_the_one_opened(procs, criu, workdir, tmpdir_tmp):
         (b / "d/app").mkdir(parents=True)
         (b / "d/app/data").write_bytes(b"B's\n")
         os.symlink(str(b / "d"), a / "dlink")
-        swaps = []
 
         def exchange():
             os.rename(a / "d", a / "tmp")
             os.rename(a / "dlink", a / "d")
             os.rename(a / "tmp", a / "dlink")
 
-        def swapper():
-            """Waits for criu in fanotify_mark() (301 on x86_64), swaps, and back after it"""
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                for pid in os.listdir("/proc"):
-                    try:
-                        cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
-                        if cmd[:2] == [criu.binary.encode(), b"dump"] and \
-                                Path("/proc/%s/syscall" % pid).read_text().split()[0] == "301":
-                            exchange()
-                            swaps.append("swapped")
-                            time.sleep(1.5)
-                            exchange()
-                            swaps.append("back")
-                            return
-                    except (OSError, IndexError):
-                        pass
-                time.sleep(0.01)
+        def in_mark(pid):
+            return Path("/proc/%d/syscall" % pid).read_text().split()[0] == str(SYSCALLS["fanotify_mark"])
 
-        t = threading.Thread(target=swapper)
+        t, swaps = swap_while_held(criu, exchange, in_mark)
         env, ack, steps = between_the_passes(workdir)
         p = start_app(procs, "window.py", d, workdir / "window.ready", ack, "swap")
         env["CHURN_PID"] = str(p.pid)
@@ -280,13 +293,13 @@ def test_filesystem_marked_is_the_one_opened(procs, criu, workdir, tmpdir_tmp):
 
 
 def held_in(pid, nrs, path):
-    """Whether pid is in one of the syscalls nrs (x86_64) with path as its
+    """Whether pid is in one of the syscalls nrs with path as its
     pathname argument (the first for llistxattr, the second for openat)"""
     try:
         f = Path("/proc/%d/syscall" % pid).read_text().split()
         if int(f[0]) not in nrs:
             return False
-        arg = int(f[1 if int(f[0]) == 195 else 2], 16)
+        arg = int(f[1 if int(f[0]) == SYSCALLS["llistxattr"] else 2], 16)
         with open("/proc/%d/mem" % pid, "rb") as mem:
             mem.seek(arg)
             return mem.read(len(path) + 1) == path.encode() + b"\0"
@@ -318,31 +331,14 @@ def test_xattrs_of_a_walked_file_are_its_own(procs, criu, workdir, tmpdir_tmp):
     wait_ctimes_past(d)
     task = procs.start(["sleep", "1000"])
     e = "/proc/%d/root%s" % (task.pid, d / "sub/e")
-    swaps = []
 
     def exchange():
         os.rename(d / "sub", d / "tmp")
         os.rename(d / "sublink", d / "sub")
         os.rename(d / "tmp", d / "sublink")
 
-    def swapper():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for pid in os.listdir("/proc"):
-                try:
-                    cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if cmd[:2] == [criu.binary.encode(), b"dump"] and held_in(int(pid), (195, 257), e):
-                    exchange()
-                    swaps.append("swapped")
-                    time.sleep(1.5)
-                    exchange()
-                    swaps.append("back")
-                    return
-            time.sleep(0.01)
-
-    t = threading.Thread(target=swapper)
+    t, swaps = swap_while_held(criu, exchange,
+                               lambda pid: held_in(pid, (SYSCALLS["llistxattr"], SYSCALLS["openat"]), e))
     t.start()
     # openat: the O_PATH open; llistxattr, then the second lgetxattr: by name
     wrapper = [strace, "-o", "/dev/null", "-P", e, "-e", "trace=openat,llistxattr,lgetxattr",

@@ -34,7 +34,7 @@ import time
 import pytest
 
 from conftest import APPS, ARCHIVE, STAGE, alive, kill_tree, mounted_tmpfs, wait_gone, wait_report
-from precopy import between_the_passes
+from precopy import between_the_passes, state
 
 # Rounds until tar read the host file, and the freeze saw the directory
 # again, in SWAP_WINS of them (at most SWAP_ROUNDS)
@@ -42,24 +42,6 @@ SWAP_WINS = int(os.environ.get("THREAT_SWAP_WINS", "10"))
 SWAP_ROUNDS = int(os.environ.get("THREAT_SWAP_ROUNDS", "80"))
 # Rounds of the shared writer, each with its write between the passes
 MAP_WRITES = int(os.environ.get("THREAT_MAP_WRITES", "4"))
-
-
-def state(d):
-    """Every entry below d, as restore must give it back: type and mode,
-    owner, mtime (ns), a file's content, a symlink's target; and which
-    names share an inode."""
-    out, inodes = {}, {}
-    for p in [d] + sorted(d.rglob("*")):
-        st = os.lstat(p)
-        rel = str(p.relative_to(d))
-        data = None
-        if stat.S_ISREG(st.st_mode):
-            data = p.read_bytes()
-            inodes.setdefault(st.st_ino, []).append(rel)
-        elif stat.S_ISLNK(st.st_mode):
-            data = os.readlink(p)
-        out[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, data)
-    return out, sorted(sorted(v) for v in inodes.values() if len(v) > 1)
 
 
 def again(log):
