@@ -515,7 +515,9 @@ static int stream_read(struct stream *s, int in)
 /*
  * Copy the decompressed archive from in to out (tar's stdin), each member
  * checked by check->member() before any of it is written, and the data of
- * regular ones (not sparse) handed to check->summed() as its checksum.
+ * regular ones (not sparse) handed to check->summed() as its checksum; a
+ * member check->open_data() gives a file for is written there instead,
+ * none of it handed to tar.
  */
 int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check)
 {
