@@ -91,14 +91,37 @@ Cflags: -I$OUT/libcriu/include -I$OUT/libcriu/include/criu
 EOF
 
 log=$OUT/build.log
-(
-	cd "$OUT"
-	dpkg-source -q --no-check -x "$CACHE/$DSC" src
-	cd src
-	PKG_CONFIG_PATH=$OUT/libcriu ./configure --prefix=/usr CPPFLAGS="-I$OUT/libcriu/include" LDFLAGS="-Wl,-rpath,$LIBDIR"
-	make -j"$JOBS" .version git-version.h
-	make -j"$JOBS" crun
-) >"$log" 2>&1 || { tail -30 "$log"; die "build failed: $log"; }
+# On a failure, what a reader needs: the step, its exit status, the
+# error lines wherever they are in a parallel build's log, and its end.
+failed() {
+	echo "build-crun: $1 failed (exit $2); error lines of $log, then its end:" >&2
+	grep -n -E 'error|Error|\*\*\*|Killed|fatal|No space|Terminated' "$log" | tail -20 >&2 || true
+	tail -15 "$log" >&2
+}
+# step NAME COMMAND...: run COMMAND in $OUT/src, its output in $log.
+step() {
+	name=$1
+	shift
+	echo "build-crun: step $name: $*" >>"$log"
+	(cd "$OUT/src" && "$@") >>"$log" 2>&1
+}
+: >"$log"
+(cd "$OUT" && dpkg-source -q --no-check -x "$CACHE/$DSC" src) >>"$log" 2>&1 ||
+	{ failed "dpkg-source -x" $?; die "build failed: $log"; }
+step configure env PKG_CONFIG_PATH="$OUT/libcriu" ./configure --prefix=/usr \
+	CPPFLAGS="-I$OUT/libcriu/include" LDFLAGS="-Wl,-rpath,$LIBDIR" ||
+	{ failed configure $?; die "build failed: $log"; }
+step version make -j"$JOBS" .version git-version.h ||
+	{ failed "make .version" $?; die "build failed: $log"; }
+# A parallel make of crun once stopped in a CI run with nothing in its
+# log but libocispec's end; it did not happen again here. A failed
+# parallel make is said, with its error lines, and run again serially
+# (make goes on from where it stopped): a real error fails again.
+if ! step crun make -j"$JOBS" crun; then
+	failed "make -j$JOBS crun" $?
+	echo "build-crun: making crun again with -j1" >&2
+	step crun-serial make -j1 crun || { failed "make -j1 crun" $?; die "build failed: $log"; }
+fi
 cp "$OUT/src/crun" "$OUT/bin/crun"
 
 version=$("$OUT/bin/crun" --version) || die "$OUT/bin/crun --version failed"
