@@ -353,14 +353,15 @@ static int xattr_sum(const char *path, bool follow, const char *name, uint64_t *
 	return 0;
 }
 
-/* The xattrs of path (follow: through a /proc/self/fd link), named name in the log */
-static int get_xattrs(const char *path, bool follow, const char *name, TmpFileEntry *e)
+int tmp_files_get_xattrs_fd(int fd, const char *name, TmpFileEntry *e)
 {
-	char **names, *list;
+	char **names, *list, path[64];
 	size_t nr, i;
 	int ret = -1;
 
-	names = xattr_names(path, follow, &list, &nr);
+	/* The fd's link in /proc/self/fd, followed */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	names = xattr_names(path, true, &list, &nr);
 	if (IS_ERR(names)) {
 		pr_perror("Can't list the xattrs of %s", name);
 		return -1;
@@ -378,7 +379,7 @@ static int get_xattrs(const char *path, bool follow, const char *name, TmpFileEn
 		tmp_file_xattr__init(x);
 		e->xattrs[e->n_xattrs++] = x;
 		x->name = xstrdup(names[i]);
-		if (!x->name || xattr_sum(path, follow, names[i], &x->value_xxh64)) {
+		if (!x->name || xattr_sum(path, true, names[i], &x->value_xxh64)) {
 			pr_perror("Can't read xattr %s of %s", names[i], name);
 			goto out;
 		}
@@ -388,19 +389,6 @@ out:
 	xfree(names);
 	xfree(list);
 	return ret;
-}
-
-int tmp_files_get_xattrs(const char *path, TmpFileEntry *e)
-{
-	return get_xattrs(path, false, path, e);
-}
-
-int tmp_files_get_xattrs_fd(int fd, const char *name, TmpFileEntry *e)
-{
-	char self[64];
-
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
-	return get_xattrs(self, true, name, e);
 }
 
 /* NULL when the xattrs of path are those of e, names and values */

@@ -139,14 +139,40 @@ static int add_checksum(TmpFileEntry *e, const char *fpath, const struct stat *s
 	return ret;
 }
 
+/*
+ * What tar archives with --xattrs --acls (symlinks' are left out), or the
+ * target of a symlink: read through an fd of the entry the walk saw
+ */
+static int read_walked(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
+{
+	char target[PATH_MAX];
+	ssize_t len;
+	int fd, ret = -1;
+
+	fd = tmp_files_open_walked(w->path, st, O_PATH);
+	if (fd < 0) {
+		tmp_files_walked_error(w->path);
+		return -1;
+	}
+	if (!S_ISLNK(st->st_mode)) {
+		ret = tmp_files_get_xattrs_fd(fd, e->path, e);
+	} else if ((len = readlinkat(fd, "", target, sizeof(target) - 1)) < 0) {
+		pr_perror("Can't read link %s", e->path);
+	} else {
+		target[len] = '\0';
+		e->target = xstrdup(target);
+		ret = e->target ? 0 : -1;
+	}
+	close(fd);
+	return ret;
+}
+
 static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct stat *st)
 {
 	TmpFileEntry *first;
-	char target[PATH_MAX];
-	ssize_t len;
 
-	/* What tar archives with --xattrs --acls; symlinks' are left out. With a pre-copy: sort_out() */
-	if (!w->keep && !S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+	/* With a pre-copy, a kept entry's xattrs come from it: sort_out() */
+	if (!w->keep && !S_ISLNK(st->st_mode) && read_walked(w, e, st))
 		return -1;
 
 	e->mode = st->st_mode & 07777;
@@ -177,14 +203,7 @@ static int fill_entry(struct manifest_walk *w, TmpFileEntry *e, const struct sta
 		return 0;
 	case S_IFLNK:
 		e->type = TMP_FILE_ENTRY__KIND__SYMLINK;
-		len = readlink(w->path, target, sizeof(target) - 1);
-		if (len < 0) {
-			pr_perror("Can't read link %s", e->path);
-			return -1;
-		}
-		target[len] = '\0';
-		e->target = xstrdup(target);
-		return e->target ? 0 : -1;
+		return read_walked(w, e, st);
 	case S_IFIFO:
 		e->type = TMP_FILE_ENTRY__KIND__FIFO;
 		return 0;
@@ -211,7 +230,7 @@ static int sort_out(struct manifest_walk *w, TmpFileEntry *e, const struct stat 
 		return 0;
 	}
 	pr_debug("Pre-copy: %s archived again: %s\n", e->path, why);
-	if (!S_ISLNK(st->st_mode) && tmp_files_get_xattrs(w->path, e))
+	if (!S_ISLNK(st->st_mode) && read_walked(w, e, st))
 		return -1;
 	w->nr_delta++;
 	/* Relative to the root, with the '\0' that ends the name */

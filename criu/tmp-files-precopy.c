@@ -162,17 +162,14 @@ static struct precopied *find_file(struct tmp_files_precopy *pc, const char *pat
  */
 static int read_xattrs(const char *fpath, const struct stat *st, TmpFileEntry *e)
 {
-	struct stat now;
-	int fd, ret = -1;
+	int fd, ret;
 
-	fd = open(fpath, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (!fstat(fd, &now) && now.st_dev == st->st_dev && now.st_ino == st->st_ino &&
-	    !((now.st_mode ^ st->st_mode) & S_IFMT))
-		ret = tmp_files_get_xattrs_fd(fd, fpath, e);
-	else
+	fd = tmp_files_open_walked(fpath, st, O_PATH);
+	if (fd < 0) {
 		pr_debug("Pre-copy: %s is not the entry the walk saw: its xattrs are not read\n", fpath);
+		return -1;
+	}
+	ret = tmp_files_get_xattrs_fd(fd, fpath, e);
 	close(fd);
 	return ret;
 }

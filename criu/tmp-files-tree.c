@@ -123,9 +123,38 @@ struct walk_child {
 	struct stat st;
 };
 
+/* ELOOP, ESTALE: tmp_files_open_walked() found a symlink or another entry at the name */
 static bool gone(bool racy)
 {
-	return racy && (errno == ENOENT || errno == ENOTDIR);
+	return racy && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == ESTALE);
+}
+
+int tmp_files_open_walked(const char *path, const struct stat *st, int flags)
+{
+	struct stat now;
+	int fd;
+
+	fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &now)) {
+		close(fd);
+		return -1;
+	}
+	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino || ((now.st_mode ^ st->st_mode) & S_IFMT)) {
+		close(fd);
+		errno = ESTALE;
+		return -1;
+	}
+	return fd;
+}
+
+void tmp_files_walked_error(const char *path)
+{
+	if (errno == ESTALE || errno == ELOOP || errno == ENOENT || errno == ENOTDIR)
+		pr_err("--tmp-file: %s changed while it was saved (a writer outside the dumped tree?)\n", path);
+	else
+		pr_perror("Can't open %s", path);
 }
 
 /*
@@ -137,18 +166,26 @@ static int walk_at(char *path, size_t len, const struct stat *st, tmp_files_walk
 	struct walk_child *kids = NULL;
 	size_t nr = 0, size = 0, i;
 	struct dirent *de;
-	int ret;
+	int ret, fd;
 	DIR *d;
 
 	ret = fn(ctx, path, len, st);
 	if (ret || !S_ISDIR(st->st_mode))
 		return ret < 0 ? -1 : 0;
 
-	d = opendir(path);
-	if (!d) {
-		if (gone(racy))
+	fd = tmp_files_open_walked(path, st, O_RDONLY | O_DIRECTORY);
+	if (fd < 0) {
+		if (gone(racy)) {
+			pr_debug("%s is gone or another entry now: not walked\n", path);
 			return 0;
+		}
+		tmp_files_walked_error(path);
+		return -1;
+	}
+	d = fdopendir(fd);
+	if (!d) {
 		pr_perror("Can't open %s", path);
+		close(fd);
 		return -1;
 	}
 	while (!ret && (de = readdir(d))) {

@@ -33,11 +33,11 @@ extern int tmp_files_next_data(int fd, off_t off, off_t *data, off_t *hole);
 /* The regular file path in dfd, opened if it is still the inode of st */
 extern int tmp_files_open_seen(int dfd, const char *path, const struct stat *st);
 
-/* The xattrs of path into e (sorted by name), or compare them with e's */
-extern int tmp_files_get_xattrs(const char *path, struct TmpFileEntry *e);
 /*
- * The same of the file fd is open at (O_PATH will do: read through
- * /proc/self/fd, which opens nothing); name is its name in the log
+ * The xattrs of the file fd is open at into e, sorted by name (O_PATH
+ * will do: read through /proc/self/fd, which opens nothing); name is its
+ * name in the log. Or compare those of path (no symlink followed at its
+ * end) with e's.
  */
 extern int tmp_files_get_xattrs_fd(int fd, const char *name, struct TmpFileEntry *e);
 extern const char *tmp_files_xattrs_differ(const char *path, const struct TmpFileEntry *e);

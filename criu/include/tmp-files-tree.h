@@ -40,11 +40,23 @@ extern char *tmp_files_dirname(const char *path);
 extern int tmp_files_open_beneath(int dfd, const char *path, int flags);
 
 /*
+ * path opened (flags: O_PATH, or O_RDONLY | O_DIRECTORY), never through a
+ * symlink, if it is still the entry st describes (its lstat() by its
+ * directory's fd in the walk); otherwise -1, with errno ESTALE. What is
+ * read of a walked entry is read through it, never by its name resolved
+ * again: a user or the running tree may have put a symlink on the way.
+ */
+extern int tmp_files_open_walked(const char *path, const struct stat *st, int flags);
+/* Its failure in the log: "changed while it was saved", or errno */
+extern void tmp_files_walked_error(const char *path);
+
+/*
  * A walk of the tree at path (a buffer of PATH_MAX, the first len bytes
  * used), without following symlinks: fn(ctx, path, len, st) for every
  * entry, parents first; fn returns 0 to go on, TMP_FILES_WALK_SKIP not
- * to go into a directory, or -1 to stop. Each directory's children are
- * listed and lstat()ed by its fd. racy: the tree runs, and an entry that
+ * to go into a directory, or -1 to stop. Each directory is opened with
+ * tmp_files_open_walked(), its children listed and lstat()ed by its fd.
+ * racy: the tree runs, and an entry that
  * is gone when it is reached is left out.
  */
 #define TMP_FILES_WALK_SKIP 1

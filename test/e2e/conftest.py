@@ -724,3 +724,52 @@ class Holder:
         os.kill(self.pid, signal.SIGUSR1)
         time.sleep(0.1)
         return self.wait()
+
+
+# The system calls the race tests hold criu in (strace delays them), by
+# number as /proc/PID/syscall shows them; on another machine those tests
+# fail with a KeyError naming the call
+SYSCALLS = {"x86_64": {"fanotify_mark": 301, "llistxattr": 195, "openat": 257},
+            "aarch64": {"fanotify_mark": 263, "llistxattr": 12, "openat": 56}}.get(os.uname().machine, {})
+
+
+def swap_while_held(criu, exchange, held):
+    """A thread that waits (60 s at most) for a criu dump in the state
+    held(pid) says, then calls exchange(), and again 1.5 s later; it
+    appends "swapped" and "back" to the list returned with it"""
+    swaps = []
+
+    def swapper():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for pid in os.listdir("/proc"):
+                try:
+                    cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
+                    if cmd[:2] != [criu.binary.encode(), b"dump"] or not held(int(pid)):
+                        continue
+                except (OSError, IndexError, ValueError):
+                    continue
+                exchange()
+                swaps.append("swapped")
+                time.sleep(1.5)
+                exchange()
+                swaps.append("back")
+                return
+            time.sleep(0.01)
+
+    return threading.Thread(target=swapper), swaps
+
+
+def held_in(pid, nrs, path):
+    """Whether pid is in one of the syscalls nrs with path as its
+    pathname argument (the first for llistxattr, the second for openat)"""
+    try:
+        f = Path("/proc/%d/syscall" % pid).read_text().split()
+        if int(f[0]) not in nrs:
+            return False
+        arg = int(f[1 if int(f[0]) == SYSCALLS["llistxattr"] else 2], 16)
+        with open("/proc/%d/mem" % pid, "rb") as mem:
+            mem.seek(arg)
+            return mem.read(len(path) + 1) == path.encode() + b"\0"
+    except (OSError, ValueError, IndexError):
+        return False

@@ -25,17 +25,20 @@ import json
 import mmap
 import os
 import pwd
+import select
 import signal
 import shutil
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (APPS, CRIU, CRIU_TIMEOUT, App, alive, dump_sleeper, kill_tree, reap, snapshot, wait_gone,
-                      wait_report)
+from conftest import (APPS, CRIU, CRIU_TIMEOUT, SYSCALLS, App, alive, dump_sleeper, held_in, kill_tree, reap,
+                      snapshot, swap_while_held, wait_gone, wait_report)
 
 
 
@@ -615,5 +618,176 @@ def test_fifo_put_over_a_saved_file_does_not_hang_the_dump(attacker, procs, criu
     assert caught, "in 8 rounds the swaps always came before the walk"
     assert alive(sleeper.pid)
     # Not frozen: the tree runs on
+    state = Path("/proc/%d/stat" % sleeper.pid).read_text().split(")")[1].split()[0]
+    assert state in ("S", "R"), state
+
+
+
+# The attacker's exchange of u/sub and u/link (RENAME_EXCHANGE), at each
+# line on its standard input
+SUB_SWAPPER = r'''
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+u = sys.argv[1].encode()
+print("ready", flush=True)
+for line in sys.stdin:
+    ok = libc.renameat2(-100, u + b"/sub", -100, u + b"/link", 2) == 0
+    print("swapped" if ok else "failed %d" % ctypes.get_errno(), flush=True)
+'''
+
+
+def fanotify(flags, mask, path):
+    """A fanotify group (fanotify_init(flags)) with mask marked on path"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+    fan = libc.fanotify_init(flags, os.O_RDONLY)
+    assert fan >= 0, os.strerror(ctypes.get_errno())
+    assert libc.fanotify_mark(fan, 0x1, mask, -100, str(path).encode()) == 0, os.strerror(ctypes.get_errno())  # ADD
+    return fan
+
+
+def openers(fan):
+    """The commands of the processes that opened the file of fan's mark
+    (FAN_OPEN, a FAN_NONBLOCK group) so far"""
+    EVENT = OpenHeld.EVENT
+    seen = []
+    while True:
+        try:
+            buf = os.read(fan, 4096)
+        except BlockingIOError:
+            return seen
+        for off in range(0, len(buf), EVENT.size):
+            _, _, _, _, _, fd, pid = EVENT.unpack_from(buf, off)
+            os.close(fd)
+            try:
+                seen.append(Path("/proc/%d/comm" % pid).read_text().strip())
+            except OSError:
+                seen.append("pid %d, gone" % pid)
+
+
+class OpenHeld:
+    """A fanotify permission mark on path: the first open of it by a
+    criu dump waits until exchange() has run, and exchange() runs again
+    1.5 s later, or at stop() if that comes first; every other open is
+    let through at once. "swapped" and "back" are appended to swaps.
+    After stop(), every open is let through."""
+    EVENT = struct.Struct("IBBHQii")  # struct fanotify_event_metadata
+
+    def __init__(self, criu, path, exchange):
+        self.fan = fanotify(0x1 | 0x4, 0x10000, path)  # FAN_CLOEXEC | FAN_CLASS_CONTENT, FAN_OPEN_PERM
+        self.criu, self.exchange, self.swaps, self.stopping = criu, exchange, [], False
+        self.thread = threading.Thread(target=self.serve)
+        self.thread.start()
+
+    def serve(self):
+        back = None
+        while not self.stopping or back:
+            if back and (self.stopping or time.monotonic() >= back):
+                self.exchange()
+                self.swaps.append("back")
+                back = None
+            if not select.select([self.fan], [], [], 0.05)[0]:
+                continue
+            buf = os.read(self.fan, 4096)
+            for off in range(0, len(buf), self.EVENT.size):
+                _, _, _, _, _, fd, pid = self.EVENT.unpack_from(buf, off)
+                try:
+                    cmd = Path("/proc/%d/cmdline" % pid).read_bytes().split(b"\0")[:2]
+                except OSError:
+                    cmd = []
+                if not self.swaps and cmd == [self.criu.binary.encode(), b"dump"]:
+                    self.exchange()
+                    self.swaps.append("swapped")
+                    back = time.monotonic() + 1.5
+                os.write(self.fan, struct.pack("iI", fd, 1))  # FAN_ALLOW
+                os.close(fd)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(timeout=30)
+        os.close(self.fan)  # lets through any open still waiting
+
+
+@pytest.mark.parametrize("precopy", [False, True], ids=["frozen", "precopy"])
+def test_directory_swapped_during_the_walk_is_not_listed(attacker, procs, criu, tmpdir_tmp, precopy):
+    """A user outside the tree owns a directory u in a saved path, and
+    swaps u/sub for a symlink to a root-only directory just before criu's
+    walk opens u/sub, and back 1.5 s later. The frozen walk (the manifest
+    child's) is held by a fanotify permission event at its open of the
+    file it reads before u/sub, for its checksum; the pre-copy's walk is
+    held at its openat() of u/sub by strace. The old walk opened each directory by name: it listed the
+    root-only directory, and put its file's name in the manifest or had
+    tar archive it. Now each directory is opened without following a
+    symlink and checked to be the inode the walk saw: the frozen walk
+    fails the dump naming u/sub, the pre-copy leaves u/sub to the frozen
+    pass, no process opens the root-only file (a fanotify watch), no
+    name nor byte of it is in the images, and the tree runs on."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed to hold the walk's openat()"
+    os.chmod(tmpdir_tmp, 0o755)
+    secret = "root-only-%s" % os.urandom(6).hex()
+    hidden = tmpdir_tmp / "hidden"
+    hidden.mkdir(mode=0o700)
+    (hidden / secret).write_bytes(secret.encode() * 64)
+    os.chmod(hidden / secret, 0o600)
+    app = tmpdir_tmp / "app"
+    u = app / "u"
+    (u / "sub").mkdir(parents=True)
+    (u / "sub/own").write_text("own\n")
+    os.symlink(str(hidden), u / "link")
+    # The walk goes through u in the order readdir() lists it: the frozen
+    # walk is held at the file listed last before sub
+    n = 0
+    while os.listdir(u).index("sub") < 1 or os.listdir(u)[os.listdir(u).index("sub") - 1] == "link":
+        (u / ("f%d" % n)).write_text("f\n")
+        n += 1
+    before = u / os.listdir(u)[os.listdir(u).index("sub") - 1]
+    for p in [u, u / "sub/own"] + list(u.iterdir()):
+        os.lchown(p, attacker.pw_uid, attacker.pw_gid)
+    sleeper = procs.start(["sleep", "1000"])
+    sub = "/proc/%d/root%s" % (sleeper.pid, u / "sub")
+    watch = fanotify(0x1 | 0x2, 0x20, hidden / secret)  # FAN_CLOEXEC | FAN_NONBLOCK, FAN_OPEN
+    swapper = subprocess.Popen(as_user(attacker, ["/usr/bin/python3", "-c", SUB_SWAPPER, str(u)]),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs.track(swapper.pid)
+    assert swapper.stdout.readline() == "ready\n"
+
+    def exchange():
+        swapper.stdin.write("swap\n")
+        swapper.stdin.flush()
+        assert swapper.stdout.readline() == "swapped\n"
+
+    if precopy:
+        t, swaps = swap_while_held(criu, exchange, lambda pid: held_in(pid, (SYSCALLS["openat"],), sub))
+        t.start()
+        wrapper = [strace, "-o", "/dev/null", "-P", sub, "-e", "trace=openat",
+                   "-e", "inject=openat:delay_enter=1000000:when=1"]
+        more = ["--tmp-file-precopy"]
+    else:
+        held = OpenHeld(criu, before, exchange)
+        swaps, wrapper, more = held.swaps, [], []
+    try:
+        r = criu.run("dump", "-t", str(sleeper.pid), "--tmp-file", str(app), "--tmp-file-compress", "none", "-R",
+                     *more, wrapper=wrapper, step="dump of pid %d while u/sub is swapped" % sleeper.pid)
+    finally:
+        if precopy:
+            t.join()
+        else:
+            held.stop()
+        swapper.stdin.close()
+        swapper.wait(timeout=10)
+        opened = openers(watch)
+        os.close(watch)
+    assert swaps == ["swapped", "back"], (swaps, r.log[-2000:])
+    assert not opened, "the root-only file was opened by %s" % opened
+    leaked = [p.name for p in criu.images.iterdir() if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaked, "the root-only file's name or bytes are in %s" % leaked
+    if precopy:
+        assert r.returncode == 0, r.log[-3000:]
+        assert "%s is gone or another entry now: not walked" % sub in r.log, r.log[-3000:]
+    else:
+        assert r.returncode != 0
+        assert "%s changed while it was saved" % (u / "sub") in r.log, r.log[-3000:]
+    assert alive(sleeper.pid)
     state = Path("/proc/%d/stat" % sleeper.pid).read_text().split(")")[1].split()[0]
     assert state in ("S", "R"), state

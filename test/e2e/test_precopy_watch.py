@@ -9,49 +9,15 @@ import os
 import re
 import shutil
 import subprocess
-import threading
-import time
 from pathlib import Path
 
-from conftest import kill_tree, mounted_tmpfs, wait_gone
+from conftest import SYSCALLS, held_in, kill_tree, mounted_tmpfs, swap_while_held, wait_gone
 from precopy import between_the_passes, kept, restores_as_frozen, start_app, wait_ctimes_past
 
 RECORD = "the frozen pass looks only at those"
 FALLBACK = "the frozen pass checks every entry"
 DIR_XATTRS = "a directory whose member says other or more than its lstat() (xattrs, ACLs)"
 WRITTEN = "written since the pre-copy started (fanotify), whatever its times say"
-# The system calls the race tests hold criu in (strace delays them), by number as /proc/PID/syscall shows them
-SYSCALLS = {"x86_64": {"fanotify_mark": 301, "llistxattr": 195, "openat": 257},
-            "aarch64": {"fanotify_mark": 263, "llistxattr": 12, "openat": 56}}[os.uname().machine]
-
-
-def swap_while_held(criu, exchange, held):
-    """A thread that waits (60 s at most) for a criu dump in the state
-    held(pid) says, then calls exchange(), and again 1.5 s later; it
-    appends "swapped" and "back" to the list returned with it"""
-    swaps = []
-
-    def swapper():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            for pid in os.listdir("/proc"):
-                try:
-                    cmd = Path("/proc/%s/cmdline" % pid).read_bytes().split(b"\0")
-                    if cmd[:2] != [criu.binary.encode(), b"dump"] or not held(int(pid)):
-                        continue
-                except (OSError, IndexError, ValueError):
-                    continue
-                exchange()
-                swaps.append("swapped")
-                time.sleep(1.5)
-                exchange()
-                swaps.append("back")
-                return
-            time.sleep(0.01)
-
-    return threading.Thread(target=swapper), swaps
-
-
 def window(procs, criu, workdir, d, mode, *more, prepare=None, saved=()):
     """window.py in d, one dump of d (and the paths saved) with the change
     of mode between the passes: (process, dump result)"""
@@ -290,21 +256,6 @@ def test_filesystem_marked_is_the_one_opened(procs, criu, workdir, tmpdir_tmp):
         restores_as_frozen(criu, procs, p, d)
         assert (d / "data").read_bytes() == b"NEW\n" * 16384
         assert os.readlink(d / "link") == "/etc/shadow"
-
-
-def held_in(pid, nrs, path):
-    """Whether pid is in one of the syscalls nrs with path as its
-    pathname argument (the first for llistxattr, the second for openat)"""
-    try:
-        f = Path("/proc/%d/syscall" % pid).read_text().split()
-        if int(f[0]) not in nrs:
-            return False
-        arg = int(f[1 if int(f[0]) == SYSCALLS["llistxattr"] else 2], 16)
-        with open("/proc/%d/mem" % pid, "rb") as mem:
-            mem.seek(arg)
-            return mem.read(len(path) + 1) == path.encode() + b"\0"
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 def test_xattrs_of_a_walked_file_are_its_own(procs, criu, workdir, tmpdir_tmp):
