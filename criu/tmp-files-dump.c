@@ -347,6 +347,33 @@ static const char *precopy_changed(void *pc, const char *path, const struct stat
 	return tmp_files_precopy_changed(pc, path, st, sum, e);
 }
 
+/*
+ * Called while the tree is frozen, before tar and before --tmp-file-auto
+ * adds its paths: every saved path is resolved again as before the
+ * freeze, without a symlink on the way. The tree ran between the two,
+ * and could have put one there, to a host directory that tar, resolving
+ * the name, would archive; frozen, it can change nothing after this. It
+ * may have made the path again (another inode): that is its right.
+ */
+static int check_saved_paths_again(void)
+{
+	int root_fd, ret = 0;
+	size_t i;
+
+	root_fd = open(dump.set.proc_root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		pr_perror("Can't open the root of the dumped tree %s", dump.set.proc_root);
+		return -1;
+	}
+	for (i = 0; !ret && i < dump.set.nr; i++) {
+		struct stat st;
+
+		ret = stat_saved_path(root_fd, dump.set.paths[i], false, &st);
+	}
+	close(root_fd);
+	return ret ? -1 : 0;
+}
+
 /* Called while the tree is frozen */
 int dump_tmp_files(void)
 {
@@ -362,7 +389,7 @@ int dump_tmp_files(void)
 		return 0;
 
 	/* --tmp-file-auto may find nothing to save: no images then */
-	ret = tmp_files_auto_collect(&dump.set, dump.names_fd);
+	ret = check_saved_paths_again() ?: tmp_files_auto_collect(&dump.set, dump.names_fd);
 	if (ret || !dump.set.nr) {
 		close_safe(&dump.names_fd);
 		drop_precopy(true);
