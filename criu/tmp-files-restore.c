@@ -50,6 +50,7 @@
 /* The members of the archive, checked against the manifest as they pass */
 struct extraction {
 	int stage_fd;
+	struct tmp_files_stage_dir dir; /* of the last file criu made */
 	TmpFilesManifestEntry *me;
 	struct tmp_files_sum *sums;
 	size_t cur; /* the entry of the member passing */
@@ -74,7 +75,7 @@ static int member_open(void *ctx, const struct tmp_files_tar_member *m, int *fd)
 {
 	struct extraction *x = ctx;
 
-	*fd = tmp_files_stage_file(x->stage_fd, m->name);
+	*fd = tmp_files_stage_file(&x->dir, x->stage_fd, m->name);
 	return *fd < 0 ? -1 : 0;
 }
 
@@ -106,7 +107,7 @@ static int member_written(void *ctx, const struct tmp_files_tar_member *m, int f
 static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
 			   struct tmp_files_sum *sums)
 {
-	struct extraction x = { .stage_fd = stage->fd, .me = me, .sums = sums };
+	struct extraction x = { .stage_fd = stage->fd, .dir = { .fd = -1 }, .me = me, .sums = sums };
 	struct tmp_files_tar_check check = {
 		.ctx = &x,
 		.member = member_ok,
@@ -155,6 +156,7 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 		goto out;
 
 	ret = tmp_files_tar_stream(in, tpipe[1], &check);
+	tmp_files_stage_dir_close(&x.dir);
 	close_safe(&tpipe[1]);
 	close_safe(&dpipe[0]);
 	if (tmp_files_reap(tar, "tar", ret != 0))
