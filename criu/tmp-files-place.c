@@ -16,7 +16,9 @@
  * all: a process that checks its file's identity (SQLite) goes on
  * working. A directory that exists is fixed in place, never replaced.
  * Every other entry is prepared under a temporary name next to its
- * target; when all are ready, they are exchanged with their targets
+ * target (in a directory this restore made, which only root can enter
+ * until the end, under its own name); when all are ready, they are
+ * exchanged with their targets
  * (renameat2() RENAME_EXCHANGE), and the old versions are removed only
  * once every exchange succeeded. A failure undoes the exchanges made and
  * leaves every target as it was.
@@ -81,6 +83,10 @@ struct place_ctx {
 	char *buf;
 	char *dir;  /* the directory parent_fd() resolved last, */
 	int dir_fd; /* and its fd, while the same step goes on in it */
+	pid_t pid;
+	struct placement *new_dir;     /* the directory whose entries are prepared, if this restore made it */
+	struct placement *dir_checked; /* dir_fd was checked against it: */
+	bool dir_is_new;	       /* it is that directory, still root's only */
 };
 
 /* A new step (prepare, commit, finish, rollback): every directory is resolved again */
@@ -89,18 +95,40 @@ static void forget_dir(struct place_ctx *ctx)
 	xfree(ctx->dir);
 	ctx->dir = NULL;
 	close_safe(&ctx->dir_fd);
+	ctx->dir_checked = NULL;
+}
+
+/*
+ * Is dfd (parent_fd()'s) the directory this restore made for the entries
+ * being prepared, mode 0700 and root's still? Nobody else can enter it,
+ * nor see what is in it, until finish() sets its saved owner and mode:
+ * an entry can go to its own name there at once, as to a temporary name.
+ */
+static bool in_new_dir(struct place_ctx *ctx, int dfd)
+{
+	struct placement *d = ctx->new_dir;
+	struct stat st;
+
+	if (!d)
+		return false;
+	if (ctx->dir_checked != d) {
+		ctx->dir_checked = d;
+		ctx->dir_is_new = !strcmp(ctx->dir, d->path) && !fstat(dfd, &st) && st.st_dev == d->dev &&
+				  st.st_ino == d->ino && st.st_uid == geteuid() && !(st.st_mode & 077);
+	}
+	return ctx->dir_is_new;
 }
 
 /*
  * The parent directory of path ("/tmp/app/x"), and its last name. The
  * entries of a directory come one after another: within a step, it is
- * resolved once for all of them, and its fd duplicated.
+ * resolved once for all of them. The fd is ctx's, not the caller's: valid
+ * until the next call.
  */
 static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 {
 	const char *slash = strrchr(path, '/');
 	char *dir;
-	int fd;
 
 	*name = slash + 1;
 	dir = tmp_files_dirname(path);
@@ -108,23 +136,17 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 		return -1;
 	if (ctx->dir && !strcmp(dir, ctx->dir)) {
 		xfree(dir);
-		fd = fcntl(ctx->dir_fd, F_DUPFD_CLOEXEC, 0);
-		if (fd < 0)
-			pr_perror("Can't duplicate the fd of the directory of %s", path);
-		return fd;
+		return ctx->dir_fd;
 	}
 	forget_dir(ctx);
-	fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW);
-	if (fd < 0) {
+	ctx->dir_fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+	if (ctx->dir_fd < 0) {
 		pr_perror("Can't open the directory of %s (a symlink or something else on the way?)", path);
 		xfree(dir);
 		return -1;
 	}
 	ctx->dir = dir;
-	ctx->dir_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (ctx->dir_fd < 0)
-		forget_dir(ctx);
-	return fd;
+	return ctx->dir_fd;
 }
 
 /*
@@ -561,16 +583,17 @@ static void add_link(struct place_ctx *ctx, struct placement *p)
 /* Staged hardlinks stay one inode: link to the first one placed */
 static int link_to_first(struct place_ctx *ctx, struct placement *first, int dfd, struct placement *p)
 {
-	const char *name;
-	int fdfd, ret;
+	char *dir = tmp_files_dirname(first->path);
+	int fdfd, ret = -1;
 
-	fdfd = parent_fd(ctx, first->path, &name);
-	if (fdfd < 0)
-		return -1;
-	ret = linkat(fdfd, first->tmp, dfd, p->tmp, 0);
+	/* Not parent_fd(): dfd is the one it gave */
+	fdfd = dir ? tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW) : -1;
+	xfree(dir);
+	if (fdfd >= 0)
+		ret = linkat(fdfd, first->tmp, dfd, p->tmp, 0);
 	if (ret)
 		pr_perror("Can't link %s to %s", p->path, first->path);
-	close(fdfd);
+	close_safe(&fdfd);
 	return ret;
 }
 
@@ -579,12 +602,17 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 	struct placement *first = NULL;
 	const char *name;
 	struct stat dst;
+	bool direct;
 	int dfd, ret = -1;
 
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
-	if (!fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
+	/* Hard links are linked to the first one's temporary name */
+	direct = p->st.st_nlink == 1 && in_new_dir(ctx, dfd);
+	if (direct) {
+		/* Nothing can be in a directory made just now */
+	} else if (!fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
 		if (S_ISDIR(dst.st_mode)) {
 			pr_err("Can't restore %s: a directory is in its place\n", p->path);
 			goto out;
@@ -599,10 +627,15 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 		goto out;
 	}
 
-	snprintf(p->tmp, sizeof(p->tmp), ".criu-tmp-file.%d.%u", getpid(), ctx->seq++);
+	snprintf(p->tmp, sizeof(p->tmp), ".criu-tmp-file.%d.%u", ctx->pid, ctx->seq++);
 	if (p->st.st_nlink > 1)
 		first = find_link(ctx, &p->st);
-	if (first)
+	if (direct && !sys_renameat2(ctx->stage_fd, p->path + 1, dfd, name, RENAME_NOREPLACE)) {
+		p->placed = true; /* for rollback() */
+		ret = 0;
+	} else if (direct && errno != EXDEV)
+		pr_perror("Can't move the staged %s into place", p->path);
+	else if (first)
 		ret = link_to_first(ctx, first, dfd, p);
 	else if (!renameat(ctx->stage_fd, p->path + 1, dfd, p->tmp))
 		ret = 0;
@@ -623,7 +656,6 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 		ret = -1;
 	}
 out:
-	close(dfd);
 	return ret;
 }
 
@@ -700,7 +732,6 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 		p->dev = dst.st_dev;
 		p->ino = dst.st_ino;
 	}
-	close(dfd);
 	if (ret)
 		return -1;
 	list_add_tail(&p->list, &ctx->dirs);
@@ -711,11 +742,13 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 	for (i = 0; i < nr; i++) {
 		char *child = ret ? NULL : xsprintf("%s/%s", p->path, names[i]);
 
+		ctx->new_dir = p->created ? p : NULL;
 		if (!ret)
 			ret = child ? prepare_entry(ctx, child) : -1;
 		xfree(child);
 		xfree(names[i]);
 	}
+	ctx->new_dir = NULL;
 	xfree(names);
 	return ret;
 }
@@ -771,7 +804,6 @@ static void rollback(struct place_ctx *ctx)
 		if (p->placed && sys_renameat2(dfd, name, dfd, p->tmp, RENAME_NOREPLACE))
 			pr_perror("Can't take %s back", p->path);
 		unlinkat(dfd, p->tmp, 0);
-		close(dfd);
 	}
 	list_for_each_entry_reverse(p, &ctx->dirs, list) {
 		if (!p->created)
@@ -779,7 +811,6 @@ static void rollback(struct place_ctx *ctx)
 		dfd = parent_fd(ctx, p->path, &name);
 		if (dfd < 0 || unlinkat(dfd, name, AT_REMOVEDIR))
 			pr_perror("Can't remove %s", p->path);
-		close_safe(&dfd);
 	}
 }
 
@@ -789,6 +820,8 @@ static int commit_one(struct place_ctx *ctx, struct placement *p)
 	const char *name;
 	int dfd, ret;
 
+	if (p->placed) /* in a directory made by this restore */
+		return 0;
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
@@ -801,7 +834,6 @@ static int commit_one(struct place_ctx *ctx, struct placement *p)
 	}
 	if (ret)
 		pr_perror("Can't put %s in place", p->path);
-	close(dfd);
 	return ret;
 }
 
@@ -855,7 +887,6 @@ static int finish(struct place_ctx *ctx)
 			pr_perror("Can't remove the old %s (%s)", p->path, p->tmp);
 			ret = -1;
 		}
-		close_safe(&dfd);
 	}
 	list_for_each_entry_reverse(p, &ctx->dirs, list)
 		if (S_ISDIR(p->st.st_mode) && set_dir_metadata(ctx, p))
@@ -891,6 +922,7 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 	}
 	INIT_LIST_HEAD(&ctx.files);
 	INIT_LIST_HEAD(&ctx.dirs);
+	ctx.pid = getpid();
 	ctx.buf = xmalloc(COPY_BUF);
 	cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (!ctx.buf || cwd_fd < 0) {

@@ -200,6 +200,36 @@ def test_fault_in_placement_changes_nothing(app, criu):
     wait_gone(app.pid)  # the task criu forked is gone
 
 
+def test_fault_in_placement_into_a_wiped_directory_leaves_nothing(app, criu):
+    # Wiped: the directories are made again by this restore, 0700, and
+    # their files go straight to their own names in them; a failure
+    # takes every one of them back out, and the directories too.
+    (app.dir / "sub").mkdir(mode=0o750)
+    for i in range(10):
+        (app.dir / "sub" / ("f%d" % i)).write_text("dumped %d\n" % i)
+    modes = {p: os.lstat(p).st_mode for p in (app.dir, app.dir / "sub", app.dir / "sub" / "f3")}
+    app.start()
+    r = criu.dump(app.pid, "--tmp-file", str(app.dir))
+    assert r.returncode == 0, r
+    app.wait_dead()
+    shutil.rmtree(app.dir)
+    before = snapshot(app.dir.parent)
+
+    r = criu.restore(env=dict(os.environ, CRIU_FAULT="8"))
+    assert r.returncode != 0
+    assert "Fault injected: placing" in r.output, r
+    assert "Nothing of the --tmp-file archive was restored" in r.output
+    assert not app.dir.exists()
+    assert snapshot(app.dir.parent) == before
+    wait_gone(app.pid)
+
+    r = criu.restore()
+    assert r.returncode == 0, r
+    app.restored()
+    assert (app.dir / "sub" / "f7").read_text() == "dumped 7\n"
+    assert {p: os.lstat(p).st_mode for p in modes} == modes
+
+
 def test_restore_into_nearly_full_tmpfs_replaces_nothing(procs, criu, workdir, tmpdir_tmp):
     mnt = tmpdir_tmp / "small"
     with mounted_tmpfs(mnt, "2m"):
