@@ -363,6 +363,28 @@ err:
 	return -1;
 }
 
+/* A directory of the archive ("tmp/app/", checked) that criu makes itself, 0700 until its attributes are set */
+int tmp_files_stage_mkdir(int stage_fd, const char *name)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(name);
+	int fd = -1;
+
+	while (len > 1 && name[len - 1] == '/')
+		len--;
+	if (len < sizeof(path)) {
+		memcpy(path, name, len);
+		path[len] = '\0';
+		fd = stage_dir(stage_fd, path);
+	}
+	if (fd < 0) {
+		pr_perror("Can't make %s of the --tmp-file archive in the stage", name);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 void tmp_files_stage_dir_close(struct tmp_files_stage_dir *dir)
 {
 	close_safe(&dir->fd);

@@ -39,6 +39,8 @@ struct tmp_files_stage_dir {
 };
 extern int tmp_files_stage_file(struct tmp_files_stage_dir *dir, int stage_fd, const char *name);
 extern void tmp_files_stage_dir_close(struct tmp_files_stage_dir *dir);
+/* A directory of the archive ("tmp/app/") that criu makes, 0700 until tmp_files_stage_file_done() on its fd */
+extern int tmp_files_stage_mkdir(int stage_fd, const char *name);
 struct tmp_files_stage_attrs {
 	const char *name; /* for messages */
 	uid_t uid;
