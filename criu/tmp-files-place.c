@@ -16,9 +16,9 @@
  * all: a process that checks its file's identity (SQLite) goes on
  * working. A directory that exists is fixed in place, never replaced.
  * Every other entry is prepared under a temporary name next to its
- * target (in a directory this restore made, which only root can enter
- * until the end, under its own name); when all are ready, they are
- * exchanged with their targets
+ * target (a directory that is missing at restore is moved there whole,
+ * root's and 0700 until the end); when all are ready, they are exchanged
+ * with their targets
  * (renameat2() RENAME_EXCHANGE), and the old versions are removed only
  * once every exchange succeeded. A failure undoes the exchanges made and
  * leaves every target as it was.
@@ -66,6 +66,7 @@ struct placement {
 	bool exchanged; /* committed, the old target is at tmp now */
 	bool placed;	/* committed, nothing was there */
 	bool created;	/* a directory made by this restore */
+	bool moved;	/* a directory moved whole from the stage */
 	dev_t dev;	/* of a directory in place, as prepare_dir() saw it */
 	ino_t ino;
 };
@@ -80,13 +81,11 @@ struct place_ctx {
 	unsigned int seq;
 	unsigned int fault_at; /* FI_TMP_FILES_PLACE: fail at this file */
 	unsigned int kept;
+	unsigned int nr_files; /* not directories, in the manifest */
 	char *buf;
 	char *dir;  /* the directory parent_fd() resolved last, */
 	int dir_fd; /* and its fd, while the same step goes on in it */
 	pid_t pid;
-	struct placement *new_dir;     /* the directory whose entries are prepared, if this restore made it */
-	struct placement *dir_checked; /* dir_fd was checked against it: */
-	bool dir_is_new;	       /* it is that directory, still root's only */
 };
 
 /* A new step (prepare, commit, finish, rollback): every directory is resolved again */
@@ -95,28 +94,6 @@ static void forget_dir(struct place_ctx *ctx)
 	xfree(ctx->dir);
 	ctx->dir = NULL;
 	close_safe(&ctx->dir_fd);
-	ctx->dir_checked = NULL;
-}
-
-/*
- * Is dfd (parent_fd()'s) the directory this restore made for the entries
- * being prepared, mode 0700 and root's still? Nobody else can enter it,
- * nor see what is in it, until finish() sets its saved owner and mode:
- * an entry can go to its own name there at once, as to a temporary name.
- */
-static bool in_new_dir(struct place_ctx *ctx, int dfd)
-{
-	struct placement *d = ctx->new_dir;
-	struct stat st;
-
-	if (!d)
-		return false;
-	if (ctx->dir_checked != d) {
-		ctx->dir_checked = d;
-		ctx->dir_is_new = !strcmp(ctx->dir, d->path) && !fstat(dfd, &st) && st.st_dev == d->dev &&
-				  st.st_ino == d->ino && st.st_uid == geteuid() && !(st.st_mode & 077);
-	}
-	return ctx->dir_is_new;
 }
 
 /*
@@ -404,7 +381,7 @@ static int copy_metadata(int src, const struct stat *st, int dst, const char *pa
 		pr_perror("Can't set the owner or mode of %s", path);
 		return -1;
 	}
-	if (copy_xattrs(src, dst, path))
+	if (src >= 0 && copy_xattrs(src, dst, path))
 		return -1;
 	if (futimens(dst, times)) {
 		pr_perror("Can't set the times of %s", path);
@@ -602,17 +579,12 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 	struct placement *first = NULL;
 	const char *name;
 	struct stat dst;
-	bool direct;
 	int dfd, ret = -1;
 
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
-	/* Hard links are linked to the first one's temporary name */
-	direct = p->st.st_nlink == 1 && in_new_dir(ctx, dfd);
-	if (direct) {
-		/* Nothing can be in a directory made just now */
-	} else if (!fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
+	if (!fstatat(dfd, name, &dst, AT_SYMLINK_NOFOLLOW)) {
 		if (S_ISDIR(dst.st_mode)) {
 			pr_err("Can't restore %s: a directory is in its place\n", p->path);
 			goto out;
@@ -630,12 +602,7 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 	snprintf(p->tmp, sizeof(p->tmp), ".criu-tmp-file.%d.%u", ctx->pid, ctx->seq++);
 	if (p->st.st_nlink > 1)
 		first = find_link(ctx, &p->st);
-	if (direct && !sys_renameat2(ctx->stage_fd, p->path + 1, dfd, name, RENAME_NOREPLACE)) {
-		p->placed = true; /* for rollback() */
-		ret = 0;
-	} else if (direct && errno != EXDEV)
-		pr_perror("Can't move the staged %s into place", p->path);
-	else if (first)
+	if (first)
 		ret = link_to_first(ctx, first, dfd, p);
 	else if (!renameat(ctx->stage_fd, p->path + 1, dfd, p->tmp))
 		ret = 0;
@@ -661,44 +628,34 @@ out:
 
 static int prepare_entry(struct place_ctx *ctx, const char *path);
 
-/* The names in the staged directory path, read before going down */
-static char **staged_names(struct place_ctx *ctx, const char *path, size_t *nr)
+/*
+ * A directory missing at its target: the staged one goes there whole, one
+ * rename for all that is in it (when the stage is on the same
+ * filesystem), root's and 0700 until finish() sets its saved owner and
+ * mode, so that no one sees into it before. 1 if it was moved.
+ */
+static int move_dir(struct place_ctx *ctx, struct placement *p, int dfd, const char *name)
 {
-	char **names = NULL;
-	struct dirent *de;
-	DIR *d;
-	int fd;
+	int fd, ret = -1;
 
-	*nr = 0;
-	fd = openat(ctx->stage_fd, path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	d = fd < 0 ? NULL : fdopendir(fd);
-	if (!d) {
-		pr_perror("Can't open the staged %s", path);
-		close_safe(&fd);
-		return NULL;
+	fd = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fchown(fd, geteuid(), getegid()) || fchmod(fd, 0700))
+		pr_perror("Can't prepare the staged %s", p->path);
+	else
+		/* Not moved (there, another filesystem): entry by entry */
+		ret = !sys_renameat2(ctx->stage_fd, p->path + 1, dfd, name, RENAME_NOREPLACE);
+	close_safe(&fd);
+	if (ret <= 0)
+		return ret;
+	p->moved = true;
+	p->dev = p->st.st_dev;
+	p->ino = p->st.st_ino;
+	list_add_tail(&p->list, &ctx->dirs);
+	if (ctx->fault_at) {
+		pr_err("Fault injected: placing %s fails\n", p->path);
+		return -1;
 	}
-	while ((de = readdir(d))) {
-		char **n;
-
-		if (dir_dots(de))
-			continue;
-		n = xrealloc(names, (*nr + 2) * sizeof(*names));
-		if (!n)
-			goto err;
-		names = n;
-		names[*nr] = xstrdup(de->d_name);
-		if (!names[*nr])
-			goto err;
-		names[++*nr] = NULL;
-	}
-	closedir(d);
-	return names ?: xzalloc(sizeof(*names));
-err:
-	closedir(d);
-	while (*nr)
-		xfree(names[--*nr]);
-	xfree(names);
-	return NULL;
+	return 1;
 }
 
 static int prepare_dir(struct place_ctx *ctx, struct placement *p)
@@ -712,6 +669,9 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
+	ret = move_dir(ctx, p, dfd, name);
+	if (ret)
+		return ret < 0 ? -1 : 0;
 	if (mkdirat(dfd, name, 0700) == 0) {
 		p->created = true;
 	} else if (errno != EEXIST) {
@@ -736,19 +696,17 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 		return -1;
 	list_add_tail(&p->list, &ctx->dirs);
 
-	names = staged_names(ctx, p->path, &nr);
+	names = tmp_files_stage_names(ctx->stage_fd, p->path, &nr);
 	if (!names)
 		return -1;
 	for (i = 0; i < nr; i++) {
 		char *child = ret ? NULL : xsprintf("%s/%s", p->path, names[i]);
 
-		ctx->new_dir = p->created ? p : NULL;
 		if (!ret)
 			ret = child ? prepare_entry(ctx, child) : -1;
 		xfree(child);
 		xfree(names[i]);
 	}
-	ctx->new_dir = NULL;
 	xfree(names);
 	return ret;
 }
@@ -806,10 +764,12 @@ static void rollback(struct place_ctx *ctx)
 		unlinkat(dfd, p->tmp, 0);
 	}
 	list_for_each_entry_reverse(p, &ctx->dirs, list) {
-		if (!p->created)
+		if (!p->created && !p->moved)
 			continue;
 		dfd = parent_fd(ctx, p->path, &name);
-		if (dfd < 0 || unlinkat(dfd, name, AT_REMOVEDIR))
+		/* A directory moved whole goes back into the stage, which is removed */
+		if (dfd < 0 || (p->moved ? sys_renameat2(dfd, name, ctx->stage_fd, p->path + 1, RENAME_NOREPLACE) :
+					   unlinkat(dfd, name, AT_REMOVEDIR)))
 			pr_perror("Can't remove %s", p->path);
 	}
 }
@@ -820,8 +780,6 @@ static int commit_one(struct place_ctx *ctx, struct placement *p)
 	const char *name;
 	int dfd, ret;
 
-	if (p->placed) /* in a directory made by this restore */
-		return 0;
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
@@ -852,9 +810,10 @@ static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 	struct stat st;
 	int src, dst, ret = -1;
 
-	src = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* One moved whole has its xattrs already */
+	src = p->moved ? -1 : openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	dst = tmp_files_open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-	if (src < 0 || dst < 0)
+	if ((src < 0 && !p->moved) || dst < 0)
 		pr_perror("Can't open %s to set its owner, mode and times", p->path);
 	else if (fstat(dst, &st) || st.st_dev != p->dev || st.st_ino != p->ino)
 		pr_err("Can't set the owner, mode and times of %s: it was replaced during the restore\n", p->path);
@@ -874,12 +833,10 @@ static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 static int finish(struct place_ctx *ctx)
 {
 	struct placement *p;
-	unsigned int written = 0;
 	const char *name;
 	int dfd, ret = 0;
 
 	list_for_each_entry(p, &ctx->files, list) {
-		written++;
 		if (!p->exchanged)
 			continue;
 		dfd = parent_fd(ctx, p->path, &name);
@@ -892,7 +849,9 @@ static int finish(struct place_ctx *ctx)
 		if (S_ISDIR(p->st.st_mode) && set_dir_metadata(ctx, p))
 			ret = -1;
 
-	pr_info("%u entr%s kept as they were, %u written\n", ctx->kept, ctx->kept == 1 ? "y" : "ies", written);
+	/* Every other one is written: one by one, or in a directory moved whole */
+	pr_info("%u entr%s kept as they were, %u written\n", ctx->kept, ctx->kept == 1 ? "y" : "ies",
+		ctx->nr_files - ctx->kept);
 	if (ret)
 		pr_err("The --tmp-file entries are in place, but not all of their metadata could be set\n");
 	return ret;
@@ -912,7 +871,6 @@ static void free_ctx(struct place_ctx *ctx)
 int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 {
 	struct place_ctx ctx = { .root_fd = root_fd, .stage_fd = stage_fd, .me = me, .links = RB_ROOT, .dir_fd = -1 };
-	unsigned int nr_files = 0;
 	int cwd_fd, ret = 0;
 	size_t i;
 
@@ -931,11 +889,10 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 		close_safe(&cwd_fd);
 		return -1;
 	}
-	if (fault_injected(FI_TMP_FILES_PLACE)) {
-		for (i = 0; i < me->n_entries; i++)
-			nr_files += me->entries[i]->type != TMP_FILE_ENTRY__KIND__DIR;
-		ctx.fault_at = nr_files / 2 + 1;
-	}
+	for (i = 0; i < me->n_entries; i++)
+		ctx.nr_files += me->entries[i]->type != TMP_FILE_ENTRY__KIND__DIR;
+	if (fault_injected(FI_TMP_FILES_PLACE))
+		ctx.fault_at = ctx.nr_files / 2 + 1;
 
 	for (i = 0; !ret && i < me->n_paths; i++) {
 		TmpFileEntry *e = manifest_entry(&ctx, me->paths[i]);

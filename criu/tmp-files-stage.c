@@ -363,6 +363,46 @@ err:
 	return -1;
 }
 
+/* The names in the staged directory path ("/tmp/app"): *nr of them, NULL-terminated */
+char **tmp_files_stage_names(int stage_fd, const char *path, size_t *nr)
+{
+	char **names = NULL;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	*nr = 0;
+	fd = openat(stage_fd, path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		pr_perror("Can't open the staged %s", path);
+		close_safe(&fd);
+		return NULL;
+	}
+	while ((de = readdir(d))) {
+		char **n;
+
+		if (dir_dots(de))
+			continue;
+		n = xrealloc(names, (*nr + 2) * sizeof(*names));
+		if (!n)
+			goto err;
+		names = n;
+		names[*nr] = xstrdup(de->d_name);
+		if (!names[*nr])
+			goto err;
+		names[++*nr] = NULL;
+	}
+	closedir(d);
+	return names ?: xzalloc(sizeof(*names));
+err:
+	closedir(d);
+	while (*nr)
+		xfree(names[--*nr]);
+	xfree(names);
+	return NULL;
+}
+
 /* A directory of the archive ("tmp/app/", checked) that criu makes itself, 0700 until its attributes are set */
 int tmp_files_stage_mkdir(int stage_fd, const char *name)
 {

@@ -41,6 +41,8 @@ extern int tmp_files_stage_file(struct tmp_files_stage_dir *dir, int stage_fd, c
 extern void tmp_files_stage_dir_close(struct tmp_files_stage_dir *dir);
 /* A directory of the archive ("tmp/app/") that criu makes, 0700 until tmp_files_stage_file_done() on its fd */
 extern int tmp_files_stage_mkdir(int stage_fd, const char *name);
+/* The names in the staged directory path ("/tmp/app"), NULL-terminated, each and the array to xfree() */
+extern char **tmp_files_stage_names(int stage_fd, const char *path, size_t *nr);
 struct tmp_files_stage_attrs {
 	const char *name; /* for messages */
 	uid_t uid;

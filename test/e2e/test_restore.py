@@ -201,9 +201,9 @@ def test_fault_in_placement_changes_nothing(app, criu):
 
 
 def test_fault_in_placement_into_a_wiped_directory_leaves_nothing(app, criu):
-    # Wiped: the directories are made again by this restore, 0700, and
-    # their files go straight to their own names in them; a failure
-    # takes every one of them back out, and the directories too.
+    # Wiped: the staged directory is moved to its place whole (root's and
+    # 0700 until the end); a failure (injected at the move) moves it back
+    # out, and the saved modes are those of a restore that succeeds.
     (app.dir / "sub").mkdir(mode=0o750)
     for i in range(10):
         (app.dir / "sub" / ("f%d" % i)).write_text("dumped %d\n" % i)
