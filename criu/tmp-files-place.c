@@ -632,18 +632,30 @@ static int prepare_entry(struct place_ctx *ctx, const char *path);
  * A directory missing at its target: the staged one goes there whole, one
  * rename for all that is in it (when the stage is on the same
  * filesystem), root's and 0700 until finish() sets its saved owner and
- * mode, so that no one sees into it before. 1 if it was moved.
+ * mode, so that no one sees into it before (chmod() also empties an
+ * ACL's mask). 1 if it was moved.
  */
 static int move_dir(struct place_ctx *ctx, struct placement *p, int dfd, const char *name)
 {
+	struct stat st;
 	int fd, ret = -1;
 
+	/* There, or the stage on another filesystem: entry by entry, from the staged directory as it is */
+	if (!fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) || errno != ENOENT || fstat(dfd, &st) ||
+	    st.st_dev != p->st.st_dev)
+		return 0;
 	fd = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0 || fchown(fd, geteuid(), getegid()) || fchmod(fd, 0700))
+	if (fd < 0 || fchown(fd, geteuid(), getegid()) || fchmod(fd, 0700)) {
 		pr_perror("Can't prepare the staged %s", p->path);
-	else
-		/* Not moved (there, another filesystem): entry by entry */
-		ret = !sys_renameat2(ctx->stage_fd, p->path + 1, dfd, name, RENAME_NOREPLACE);
+	} else if (sys_renameat2(ctx->stage_fd, p->path + 1, dfd, name, RENAME_NOREPLACE)) {
+		/* Not moved (made meanwhile, another mount): as it was, its ACL's mask too, for copy_xattrs() */
+		if (fchown(fd, p->st.st_uid, p->st.st_gid) || fchmod(fd, p->st.st_mode & 07777))
+			pr_perror("Can't prepare the staged %s", p->path);
+		else
+			ret = 0;
+	} else {
+		ret = 1;
+	}
 	close_safe(&fd);
 	if (ret <= 0)
 		return ret;

@@ -420,6 +420,44 @@ def test_tar_runs_only_for_a_member_criu_does_not_make(procs, criu, tmpdir_tmp, 
     wait_gone(pid)
 
 
+def test_saved_directory_with_an_acl_wiped_or_changed(procs, criu, tmpdir_tmp):
+    """A saved directory with an access ACL (its mask is the mode's group
+    bits) and a default ACL: wiped, it is moved to its target whole,
+    0700 meanwhile; there with a file changed, it is fixed in place from
+    the staged one. Either way its ACLs, mode and mtime are the saved
+    ones."""
+    app = tmpdir_tmp / "app"
+    (app / "sub").mkdir(parents=True)
+    (app / "sub" / "f").write_text("saved\n")
+    subprocess.run(["setfacl", "-m", "u:1234:rx,g:5678:rx", str(app / "sub")], check=True)
+    subprocess.run(["setfacl", "-d", "-m", "u:1234:rx", str(app / "sub")], check=True)
+    os.utime(app / "sub", ns=(1500000000_000000001, 1500000000_000000002))
+
+    def state():
+        acl = subprocess.run(["getfacl", "-cp", str(app / "sub")], capture_output=True, text=True, check=True)
+        return acl.stdout, stat_of(app / "sub"), (app / "sub" / "f").read_text()
+
+    before = state()
+    assert "mask::r-x" in before[0] and "default:user:1234:r-x" in before[0], before
+    pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
+    shutil.rmtree(app)
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    wait_gone(pid)
+    assert state() == before
+
+    (app / "sub" / "f").write_text("changed\n")
+    os.utime(app / "sub", ns=(1500000000_000000001, 1500000000_000000002))
+    r = criu.restore()
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    assert "1 written" in r.log, r.log[-2000:]
+    assert state() == before
+
+
 def test_wiped_files_written_by_criu(procs, criu, tmpdir_tmp):
     """Issue 22: with the directory wiped, criu writes the regular files of
     the archive into the stage itself (content, owner, mode with set-id and
