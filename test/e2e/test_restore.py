@@ -458,6 +458,44 @@ def test_saved_directory_with_an_acl_wiped_or_changed(procs, criu, tmpdir_tmp):
     assert state() == before
 
 
+def test_wiped_directory_staged_on_another_filesystem(procs, criu, tmpdir_tmp):
+    """The saved directory is on a tmpfs whose root belongs to its user:
+    no stage there (not root's only), so the stage is on another
+    filesystem, and the wiped directory, which cannot be moved there
+    whole, is made and its entries copied one by one, hard link, symlink,
+    owners, modes and times as saved."""
+    mnt = tmpdir_tmp / "users"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,uid=1000,gid=1000,mode=0755", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        app = mnt / "app"
+        (app / "sub" / "deeper").mkdir(parents=True)
+        (app / "sub" / "f").write_text("a\n")
+        (app / "top").write_text("b\n")
+        os.symlink("sub/f", app / "link")
+        os.link(app / "top", app / "sub" / "hard")
+        subprocess.run(["chown", "-R", "-h", "1000:1000", str(app)], check=True)
+        os.chmod(app / "sub", 0o750)
+        os.utime(app / "sub", ns=(1500000000_000000001, 1500000000_000000002))
+        entries = [app] + sorted(app.rglob("*"))
+        before = {str(p): (stat_of(p), None if p.is_dir() or p.is_symlink() else p.read_bytes()) for p in entries}
+        pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
+        shutil.rmtree(app)
+        r = criu.restore()
+        assert r.returncode == 0, r
+        procs.track(pid)
+        kill_tree(pid)
+        assert "Staging the --tmp-file archive in %s/" % mnt not in r.log
+        assert "0 entries kept as they were, 4 written" in r.log, r.log[-2000:]
+        assert {str(p): (stat_of(p), None if p.is_dir() or p.is_symlink() else p.read_bytes())
+                for p in entries} == before
+        assert os.stat(app / "top").st_ino == os.stat(app / "sub" / "hard").st_ino
+        assert os.readlink(app / "link") == "sub/f"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
 def test_wiped_files_written_by_criu(procs, criu, tmpdir_tmp):
     """Issue 22: with the directory wiped, criu writes the regular files of
     the archive into the stage itself (content, owner, mode with set-id and
