@@ -16,7 +16,9 @@
  * all: a process that checks its file's identity (SQLite) goes on
  * working. A directory that exists is fixed in place, never replaced.
  * Every other entry is prepared under a temporary name next to its
- * target; when all are ready, they are exchanged with their targets
+ * target (a directory that is missing at restore is moved there whole,
+ * root's and 0700 until the end); when all are ready, they are exchanged
+ * with their targets
  * (renameat2() RENAME_EXCHANGE), and the old versions are removed only
  * once every exchange succeeded. A failure undoes the exchanges made and
  * leaves every target as it was.
@@ -64,6 +66,7 @@ struct placement {
 	bool exchanged; /* committed, the old target is at tmp now */
 	bool placed;	/* committed, nothing was there */
 	bool created;	/* a directory made by this restore */
+	bool moved;	/* a directory moved whole from the stage */
 	dev_t dev;	/* of a directory in place, as prepare_dir() saw it */
 	ino_t ino;
 };
@@ -78,9 +81,11 @@ struct place_ctx {
 	unsigned int seq;
 	unsigned int fault_at; /* FI_TMP_FILES_PLACE: fail at this file */
 	unsigned int kept;
+	unsigned int nr_files; /* not directories, in the manifest */
 	char *buf;
 	char *dir;  /* the directory parent_fd() resolved last, */
 	int dir_fd; /* and its fd, while the same step goes on in it */
+	pid_t pid;
 };
 
 /* A new step (prepare, commit, finish, rollback): every directory is resolved again */
@@ -94,13 +99,13 @@ static void forget_dir(struct place_ctx *ctx)
 /*
  * The parent directory of path ("/tmp/app/x"), and its last name. The
  * entries of a directory come one after another: within a step, it is
- * resolved once for all of them, and its fd duplicated.
+ * resolved once for all of them. The fd is ctx's, not the caller's: valid
+ * until the next call.
  */
 static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 {
 	const char *slash = strrchr(path, '/');
 	char *dir;
-	int fd;
 
 	*name = slash + 1;
 	dir = tmp_files_dirname(path);
@@ -108,23 +113,17 @@ static int parent_fd(struct place_ctx *ctx, const char *path, const char **name)
 		return -1;
 	if (ctx->dir && !strcmp(dir, ctx->dir)) {
 		xfree(dir);
-		fd = fcntl(ctx->dir_fd, F_DUPFD_CLOEXEC, 0);
-		if (fd < 0)
-			pr_perror("Can't duplicate the fd of the directory of %s", path);
-		return fd;
+		return ctx->dir_fd;
 	}
 	forget_dir(ctx);
-	fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW);
-	if (fd < 0) {
+	ctx->dir_fd = tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+	if (ctx->dir_fd < 0) {
 		pr_perror("Can't open the directory of %s (a symlink or something else on the way?)", path);
 		xfree(dir);
 		return -1;
 	}
 	ctx->dir = dir;
-	ctx->dir_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (ctx->dir_fd < 0)
-		forget_dir(ctx);
-	return fd;
+	return ctx->dir_fd;
 }
 
 /*
@@ -382,7 +381,7 @@ static int copy_metadata(int src, const struct stat *st, int dst, const char *pa
 		pr_perror("Can't set the owner or mode of %s", path);
 		return -1;
 	}
-	if (copy_xattrs(src, dst, path))
+	if (src >= 0 && copy_xattrs(src, dst, path))
 		return -1;
 	if (futimens(dst, times)) {
 		pr_perror("Can't set the times of %s", path);
@@ -561,16 +560,17 @@ static void add_link(struct place_ctx *ctx, struct placement *p)
 /* Staged hardlinks stay one inode: link to the first one placed */
 static int link_to_first(struct place_ctx *ctx, struct placement *first, int dfd, struct placement *p)
 {
-	const char *name;
-	int fdfd, ret;
+	char *dir = tmp_files_dirname(first->path);
+	int fdfd, ret = -1;
 
-	fdfd = parent_fd(ctx, first->path, &name);
-	if (fdfd < 0)
-		return -1;
-	ret = linkat(fdfd, first->tmp, dfd, p->tmp, 0);
+	/* Not parent_fd(): dfd is the one it gave */
+	fdfd = dir ? tmp_files_open_beneath(ctx->root_fd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW) : -1;
+	xfree(dir);
+	if (fdfd >= 0)
+		ret = linkat(fdfd, first->tmp, dfd, p->tmp, 0);
 	if (ret)
 		pr_perror("Can't link %s to %s", p->path, first->path);
-	close(fdfd);
+	close_safe(&fdfd);
 	return ret;
 }
 
@@ -599,7 +599,7 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 		goto out;
 	}
 
-	snprintf(p->tmp, sizeof(p->tmp), ".criu-tmp-file.%d.%u", getpid(), ctx->seq++);
+	snprintf(p->tmp, sizeof(p->tmp), ".criu-tmp-file.%d.%u", ctx->pid, ctx->seq++);
 	if (p->st.st_nlink > 1)
 		first = find_link(ctx, &p->st);
 	if (first)
@@ -623,50 +623,51 @@ static int prepare_file(struct place_ctx *ctx, struct placement *p)
 		ret = -1;
 	}
 out:
-	close(dfd);
 	return ret;
 }
 
 static int prepare_entry(struct place_ctx *ctx, const char *path);
 
-/* The names in the staged directory path, read before going down */
-static char **staged_names(struct place_ctx *ctx, const char *path, size_t *nr)
+/*
+ * A directory missing at its target: the staged one goes there whole, one
+ * rename for all that is in it (when the stage is on the same
+ * filesystem), root's and 0700 until finish() sets its saved owner and
+ * mode, so that no one sees into it before (chmod() also empties an
+ * ACL's mask). 1 if it was moved.
+ */
+static int move_dir(struct place_ctx *ctx, struct placement *p, int dfd, const char *name)
 {
-	char **names = NULL;
-	struct dirent *de;
-	DIR *d;
-	int fd;
+	struct stat st;
+	int fd, ret = -1;
 
-	*nr = 0;
-	fd = openat(ctx->stage_fd, path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	d = fd < 0 ? NULL : fdopendir(fd);
-	if (!d) {
-		pr_perror("Can't open the staged %s", path);
-		close_safe(&fd);
-		return NULL;
+	/* There, or the stage on another filesystem: entry by entry, from the staged directory as it is */
+	if (!fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) || errno != ENOENT || fstat(dfd, &st) ||
+	    st.st_dev != p->st.st_dev)
+		return 0;
+	fd = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fchown(fd, geteuid(), getegid()) || fchmod(fd, 0700)) {
+		pr_perror("Can't prepare the staged %s", p->path);
+	} else if (sys_renameat2(ctx->stage_fd, p->path + 1, dfd, name, RENAME_NOREPLACE)) {
+		/* Not moved (made meanwhile, another mount): as it was, its ACL's mask too, for copy_xattrs() */
+		if (fchown(fd, p->st.st_uid, p->st.st_gid) || fchmod(fd, p->st.st_mode & 07777))
+			pr_perror("Can't prepare the staged %s", p->path);
+		else
+			ret = 0;
+	} else {
+		ret = 1;
 	}
-	while ((de = readdir(d))) {
-		char **n;
-
-		if (dir_dots(de))
-			continue;
-		n = xrealloc(names, (*nr + 2) * sizeof(*names));
-		if (!n)
-			goto err;
-		names = n;
-		names[*nr] = xstrdup(de->d_name);
-		if (!names[*nr])
-			goto err;
-		names[++*nr] = NULL;
+	close_safe(&fd);
+	if (ret <= 0)
+		return ret;
+	p->moved = true;
+	p->dev = p->st.st_dev;
+	p->ino = p->st.st_ino;
+	list_add_tail(&p->list, &ctx->dirs);
+	if (ctx->fault_at) {
+		pr_err("Fault injected: placing %s fails\n", p->path);
+		return -1;
 	}
-	closedir(d);
-	return names ?: xzalloc(sizeof(*names));
-err:
-	closedir(d);
-	while (*nr)
-		xfree(names[--*nr]);
-	xfree(names);
-	return NULL;
+	return 1;
 }
 
 static int prepare_dir(struct place_ctx *ctx, struct placement *p)
@@ -680,6 +681,9 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 	dfd = parent_fd(ctx, p->path, &name);
 	if (dfd < 0)
 		return -1;
+	ret = move_dir(ctx, p, dfd, name);
+	if (ret)
+		return ret < 0 ? -1 : 0;
 	if (mkdirat(dfd, name, 0700) == 0) {
 		p->created = true;
 	} else if (errno != EEXIST) {
@@ -700,12 +704,11 @@ static int prepare_dir(struct place_ctx *ctx, struct placement *p)
 		p->dev = dst.st_dev;
 		p->ino = dst.st_ino;
 	}
-	close(dfd);
 	if (ret)
 		return -1;
 	list_add_tail(&p->list, &ctx->dirs);
 
-	names = staged_names(ctx, p->path, &nr);
+	names = tmp_files_stage_names(ctx->stage_fd, p->path, &nr);
 	if (!names)
 		return -1;
 	for (i = 0; i < nr; i++) {
@@ -771,15 +774,15 @@ static void rollback(struct place_ctx *ctx)
 		if (p->placed && sys_renameat2(dfd, name, dfd, p->tmp, RENAME_NOREPLACE))
 			pr_perror("Can't take %s back", p->path);
 		unlinkat(dfd, p->tmp, 0);
-		close(dfd);
 	}
 	list_for_each_entry_reverse(p, &ctx->dirs, list) {
-		if (!p->created)
+		if (!p->created && !p->moved)
 			continue;
 		dfd = parent_fd(ctx, p->path, &name);
-		if (dfd < 0 || unlinkat(dfd, name, AT_REMOVEDIR))
+		/* A directory moved whole goes back into the stage, which is removed */
+		if (dfd < 0 || (p->moved ? sys_renameat2(dfd, name, ctx->stage_fd, p->path + 1, RENAME_NOREPLACE) :
+					   unlinkat(dfd, name, AT_REMOVEDIR)))
 			pr_perror("Can't remove %s", p->path);
-		close_safe(&dfd);
 	}
 }
 
@@ -801,7 +804,6 @@ static int commit_one(struct place_ctx *ctx, struct placement *p)
 	}
 	if (ret)
 		pr_perror("Can't put %s in place", p->path);
-	close(dfd);
 	return ret;
 }
 
@@ -820,9 +822,10 @@ static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 	struct stat st;
 	int src, dst, ret = -1;
 
-	src = openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* One moved whole has its xattrs already */
+	src = p->moved ? -1 : openat(ctx->stage_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	dst = tmp_files_open_beneath(ctx->root_fd, p->path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-	if (src < 0 || dst < 0)
+	if ((src < 0 && !p->moved) || dst < 0)
 		pr_perror("Can't open %s to set its owner, mode and times", p->path);
 	else if (fstat(dst, &st) || st.st_dev != p->dev || st.st_ino != p->ino)
 		pr_err("Can't set the owner, mode and times of %s: it was replaced during the restore\n", p->path);
@@ -842,12 +845,10 @@ static int set_dir_metadata(struct place_ctx *ctx, struct placement *p)
 static int finish(struct place_ctx *ctx)
 {
 	struct placement *p;
-	unsigned int written = 0;
 	const char *name;
 	int dfd, ret = 0;
 
 	list_for_each_entry(p, &ctx->files, list) {
-		written++;
 		if (!p->exchanged)
 			continue;
 		dfd = parent_fd(ctx, p->path, &name);
@@ -855,13 +856,14 @@ static int finish(struct place_ctx *ctx)
 			pr_perror("Can't remove the old %s (%s)", p->path, p->tmp);
 			ret = -1;
 		}
-		close_safe(&dfd);
 	}
 	list_for_each_entry_reverse(p, &ctx->dirs, list)
 		if (S_ISDIR(p->st.st_mode) && set_dir_metadata(ctx, p))
 			ret = -1;
 
-	pr_info("%u entr%s kept as they were, %u written\n", ctx->kept, ctx->kept == 1 ? "y" : "ies", written);
+	/* Every other one is written: one by one, or in a directory moved whole */
+	pr_info("%u entr%s kept as they were, %u written\n", ctx->kept, ctx->kept == 1 ? "y" : "ies",
+		ctx->nr_files - ctx->kept);
 	if (ret)
 		pr_err("The --tmp-file entries are in place, but not all of their metadata could be set\n");
 	return ret;
@@ -881,7 +883,6 @@ static void free_ctx(struct place_ctx *ctx)
 int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 {
 	struct place_ctx ctx = { .root_fd = root_fd, .stage_fd = stage_fd, .me = me, .links = RB_ROOT, .dir_fd = -1 };
-	unsigned int nr_files = 0;
 	int cwd_fd, ret = 0;
 	size_t i;
 
@@ -891,6 +892,7 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 	}
 	INIT_LIST_HEAD(&ctx.files);
 	INIT_LIST_HEAD(&ctx.dirs);
+	ctx.pid = getpid();
 	ctx.buf = xmalloc(COPY_BUF);
 	cwd_fd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (!ctx.buf || cwd_fd < 0) {
@@ -899,11 +901,10 @@ int tmp_files_place(int root_fd, int stage_fd, TmpFilesManifestEntry *me)
 		close_safe(&cwd_fd);
 		return -1;
 	}
-	if (fault_injected(FI_TMP_FILES_PLACE)) {
-		for (i = 0; i < me->n_entries; i++)
-			nr_files += me->entries[i]->type != TMP_FILE_ENTRY__KIND__DIR;
-		ctx.fault_at = nr_files / 2 + 1;
-	}
+	for (i = 0; i < me->n_entries; i++)
+		ctx.nr_files += me->entries[i]->type != TMP_FILE_ENTRY__KIND__DIR;
+	if (fault_injected(FI_TMP_FILES_PLACE))
+		ctx.fault_at = ctx.nr_files / 2 + 1;
 
 	for (i = 0; !ret && i < me->n_paths; i++) {
 		TmpFileEntry *e = manifest_entry(&ctx, me->paths[i]);

@@ -3,8 +3,9 @@
  * mount namespace, in it), the archive is extracted into a staging
  * directory (tmp-files-stage.c) and checked against the manifest
  * (tmp-files-manifest.c), each file's content checksum taken as its data
- * passes (tmp-files-tar.c); criu writes the plain regular files into the
- * stage itself, tar makes the rest. The entries are then put in place by
+ * passes (tmp-files-tar.c); criu writes the plain regular files and
+ * directories into the stage itself, tar makes the rest (started for the
+ * first member that needs it, if any). The entries are then put in place by
  * directory fds (tmp-files-place.c).
  */
 
@@ -50,9 +51,14 @@
 /* The members of the archive, checked against the manifest as they pass */
 struct extraction {
 	int stage_fd;
+	struct tmp_files_stage_dir dir; /* of the last file criu made */
 	TmpFilesManifestEntry *me;
 	struct tmp_files_sum *sums;
-	size_t cur; /* the entry of the member passing */
+	size_t cur;			    /* the entry of the member passing */
+	struct tmp_files_stage_attrs *dirs; /* made by criu, their attributes set at the end */
+	size_t nr_dirs;
+	pid_t tar;
+	int tar_in;
 };
 
 static int member_ok(void *ctx, const struct tmp_files_tar_member *m)
@@ -74,13 +80,13 @@ static int member_open(void *ctx, const struct tmp_files_tar_member *m, int *fd)
 {
 	struct extraction *x = ctx;
 
-	*fd = tmp_files_stage_file(x->stage_fd, m->name);
+	*fd = tmp_files_stage_file(&x->dir, x->stage_fd, m->name);
 	return *fd < 0 ? -1 : 0;
 }
 
-static int member_written(void *ctx, const struct tmp_files_tar_member *m, int fd)
+static struct tmp_files_stage_attrs member_attrs(const struct tmp_files_tar_member *m)
 {
-	struct tmp_files_stage_attrs a = {
+	return (struct tmp_files_stage_attrs){
 		.name = m->name,
 		.uid = m->uid,
 		.gid = m->gid,
@@ -89,8 +95,74 @@ static int member_written(void *ctx, const struct tmp_files_tar_member *m, int f
 		/* tar's own start time where the archive has none: now, near enough */
 		.atime = m->has_atime ? m->atime : (struct timespec){ .tv_nsec = UTIME_NOW },
 	};
+}
+
+static int member_written(void *ctx, const struct tmp_files_tar_member *m, int fd)
+{
+	struct tmp_files_stage_attrs a = member_attrs(m);
 
 	return tmp_files_stage_file_done(fd, &a);
+}
+
+/* A directory, no xattrs nor ACLs: criu makes it, and sets its attributes once everything is in it */
+static int member_dir(void *ctx, const struct tmp_files_tar_member *m)
+{
+	struct extraction *x = ctx;
+	struct tmp_files_stage_attrs *a;
+
+	if (xrealloc_safe(&x->dirs, (x->nr_dirs + 1) * sizeof(*x->dirs)))
+		return -1;
+	a = &x->dirs[x->nr_dirs];
+	*a = member_attrs(m);
+	a->name = xstrdup(m->name);
+	if (!a->name)
+		return -1;
+	x->nr_dirs++;
+	return tmp_files_stage_mkdir(x->stage_fd, m->name);
+}
+
+/* Once tar is done (it may make entries in them), or only freed if !apply */
+static int set_dirs(struct extraction *x, bool apply)
+{
+	int ret = 0;
+
+	while (x->nr_dirs) {
+		struct tmp_files_stage_attrs *a = &x->dirs[--x->nr_dirs];
+		int fd = ret || !apply ? -1 :
+					 tmp_files_open_beneath(x->stage_fd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+
+		if (!ret && apply && (fd < 0 || tmp_files_stage_file_done(fd, a))) {
+			pr_perror("Can't set the attributes of %s of the --tmp-file archive", a->name);
+			ret = -1;
+		}
+		xfree((char *)a->name);
+	}
+	xfree(x->dirs);
+	return ret;
+}
+
+/* The first member criu does not write itself: tar, in the stage, entered by its fd (its name is never used again) */
+static int start_tar(void *ctx)
+{
+	struct extraction *x = ctx;
+	int tpipe[2];
+
+	if (tmp_files_check_tar(true))
+		return -1;
+	if (pipe2(tpipe, O_CLOEXEC)) {
+		pr_perror("Can't make a pipe");
+		return -1;
+	}
+	/* 64 KiB pipes cost a context switch every 64 KiB: 1 MiB ones, where the limit allows */
+	fcntl(tpipe[1], F_SETPIPE_SZ, 1 << 20);
+	x->tar = tmp_files_spawn(tmp_files_tar_extract_argv(), tpipe[0], -1, x->stage_fd);
+	close(tpipe[0]);
+	if (x->tar < 0) {
+		close(tpipe[1]);
+		return -1;
+	}
+	x->tar_in = tpipe[1];
+	return x->tar_in;
 }
 
 /*
@@ -102,21 +174,30 @@ static int member_written(void *ctx, const struct tmp_files_tar_member *m, int f
  * plain regular member (no xattrs nor ACLs, not sparse) goes straight to
  * its file in the stage, made by criu beneath the stage's fd; tar does not
  * see that member, and its hard links, which come after it, find it made.
+ * A directory with no xattrs nor ACLs is made by criu too, 0700 until the
+ * end, when its owner, mode and times are set as tar's
+ * --delay-directory-restore sets them. tar (and the check that it is GNU
+ * tar) is started for the first member criu does not make: for none when
+ * the tree holds no symlinks, fifos, hard links, sparse files nor xattrs.
  */
 static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifestEntry *me,
 			   struct tmp_files_sum *sums)
 {
-	struct extraction x = { .stage_fd = stage->fd, .me = me, .sums = sums };
+	struct extraction x = {
+		.stage_fd = stage->fd, .dir = { .fd = -1 }, .me = me, .sums = sums, .tar = -1, .tar_in = -1
+	};
 	struct tmp_files_tar_check check = {
 		.ctx = &x,
 		.member = member_ok,
 		.summed = member_summed,
 		.open_data = member_open,
 		.data_done = member_written,
+		.make_dir = member_dir,
+		.start_tar = start_tar,
 	};
 	const struct tmp_files_compressor *c = tmp_files_compressor(me->compression);
-	int dpipe[2] = { -1, -1 }, tpipe[2] = { -1, -1 }, in, ret = -1;
-	pid_t unzip = 0, tar = -1;
+	int dpipe[2] = { -1, -1 }, in, ret = -1;
+	pid_t unzip = 0;
 	sigset_t mask, oldmask;
 	struct cr_img *img;
 
@@ -133,47 +214,38 @@ static int extract_archive(const struct tmp_files_stage *stage, TmpFilesManifest
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &mask, &oldmask); /* a valid how and set: can't fail */
-	if (pipe2(tpipe, O_CLOEXEC) || (c->dargv[0] && pipe2(dpipe, O_CLOEXEC))) {
+	if (c->dargv[0] && pipe2(dpipe, O_CLOEXEC)) {
 		pr_perror("Can't make a pipe");
 		goto out;
 	}
-	/* 64 KiB pipes cost a context switch every 64 KiB: 1 MiB ones, where the limit allows */
-	fcntl(tpipe[1], F_SETPIPE_SZ, 1 << 20);
-	if (c->dargv[0])
-		fcntl(dpipe[1], F_SETPIPE_SZ, 1 << 20);
 	if (c->dargv[0]) {
+		fcntl(dpipe[1], F_SETPIPE_SZ, 1 << 20);
 		unzip = tmp_files_spawn(c->dargv, in, dpipe[1], -1);
 		close_safe(&dpipe[1]);
 		if (unzip < 0)
 			goto out;
 		in = dpipe[0];
 	}
-	/* In the stage, entered by its fd: its name is never used again */
-	tar = tmp_files_spawn(tmp_files_tar_extract_argv(), tpipe[0], -1, stage->fd);
-	close_safe(&tpipe[0]);
-	if (tar < 0)
-		goto out;
-
-	ret = tmp_files_tar_stream(in, tpipe[1], &check);
-	close_safe(&tpipe[1]);
+	ret = tmp_files_tar_stream(in, -1, &check);
+	tmp_files_stage_dir_close(&x.dir);
+	close_safe(&x.tar_in);
 	close_safe(&dpipe[0]);
-	if (tmp_files_reap(tar, "tar", ret != 0))
+	if (x.tar > 0 && tmp_files_reap(x.tar, "tar", ret != 0))
 		ret = -1;
-	tar = -1;
+	x.tar = -1;
 	if (unzip && tmp_files_reap(unzip, c->dargv[0], ret != 0))
 		ret = -1;
 	unzip = 0;
+	/* Everything is in the directories criu made: their modes and times now */
+	if (set_dirs(&x, !ret))
+		ret = -1;
 	if (ret)
 		/* The line before says which: a member, or a write into the stage (a full disk) */
 		pr_err("The --tmp-file archive %s is damaged, not what its manifest says, or could not be written out (see above): no file was restored\n",
 		       imgset_template[CR_FD_TMP_FILES].fmt);
 out:
-	if (tar > 0)
-		tmp_files_reap(tar, "tar", true);
 	if (unzip > 0)
 		tmp_files_reap(unzip, c->dargv[0], true);
-	close_safe(&tpipe[0]);
-	close_safe(&tpipe[1]);
 	close_safe(&dpipe[0]);
 	close_safe(&dpipe[1]);
 	sigprocmask(SIG_SETMASK, &oldmask, NULL);
@@ -231,7 +303,7 @@ static int restore_into(const char *root)
 	sums = xzalloc(me->n_entries * sizeof(*sums) + 1);
 	if (!sums)
 		goto close_root;
-	/* Before extracting: a missing program is not a damaged archive */
+	/* Before extracting: a missing program is not a damaged archive (tar: when a member needs it) */
 	if (tmp_files_check_programs(tmp_files_compressor(me->compression), true))
 		goto close_root;
 	if (tmp_files_stage_make(root_fd, root, me, &stage))

@@ -330,28 +330,105 @@ static int stage_dir(int stage_fd, char *dir)
  * A regular file of the archive that criu writes itself: name ("tmp/app/x",
  * checked against the manifest) made in the stage beneath its fd, with no
  * symlink on the way; 0600 and empty until tmp_files_stage_file_done().
+ * The members of a directory come one after another: its fd is kept in
+ * dir for the next one (the stage is root's only, and tar never removes
+ * a directory it finds there).
  */
-int tmp_files_stage_file(int stage_fd, const char *name)
+int tmp_files_stage_file(struct tmp_files_stage_dir *dir, int stage_fd, const char *name)
 {
 	char path[PATH_MAX], *base;
-	int dfd, fd = -1;
+	int fd = -1;
 
 	if (snprintf(path, sizeof(path), "%s", name) >= (int)sizeof(path))
 		goto err;
 	base = strrchr(path, '/');
 	if (base)
 		*base++ = '\0';
-	dfd = base ? stage_dir(stage_fd, path) : dup(stage_fd);
-	if (!base)
+	else
 		base = path;
-	if (dfd >= 0 && strcmp(base, ".") && strcmp(base, ".."))
-		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	close_safe(&dfd);
+	if (base == path || strcmp(dir->name, path)) {
+		tmp_files_stage_dir_close(dir);
+		dir->fd = base == path ? dup(stage_fd) : stage_dir(stage_fd, path);
+		if (dir->fd < 0)
+			goto err;
+		if (base != path)
+			strcpy(dir->name, path);
+	}
+	if (strcmp(base, ".") && strcmp(base, ".."))
+		fd = openat(dir->fd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		return fd;
 err:
 	pr_perror("Can't make %s of the --tmp-file archive in the stage", name);
 	return -1;
+}
+
+/* The names in the staged directory path ("/tmp/app"): *nr of them, NULL-terminated */
+char **tmp_files_stage_names(int stage_fd, const char *path, size_t *nr)
+{
+	char **names = NULL;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	*nr = 0;
+	fd = openat(stage_fd, path + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		pr_perror("Can't open the staged %s", path);
+		close_safe(&fd);
+		return NULL;
+	}
+	while ((de = readdir(d))) {
+		char **n;
+
+		if (dir_dots(de))
+			continue;
+		n = xrealloc(names, (*nr + 2) * sizeof(*names));
+		if (!n)
+			goto err;
+		names = n;
+		names[*nr] = xstrdup(de->d_name);
+		if (!names[*nr])
+			goto err;
+		names[++*nr] = NULL;
+	}
+	closedir(d);
+	return names ?: xzalloc(sizeof(*names));
+err:
+	closedir(d);
+	while (*nr)
+		xfree(names[--*nr]);
+	xfree(names);
+	return NULL;
+}
+
+/* A directory of the archive ("tmp/app/", checked) that criu makes itself, 0700 until its attributes are set */
+int tmp_files_stage_mkdir(int stage_fd, const char *name)
+{
+	char path[PATH_MAX];
+	size_t len = strlen(name);
+	int fd = -1;
+
+	while (len > 1 && name[len - 1] == '/')
+		len--;
+	if (len < sizeof(path)) {
+		memcpy(path, name, len);
+		path[len] = '\0';
+		fd = stage_dir(stage_fd, path);
+	}
+	if (fd < 0) {
+		pr_perror("Can't make %s of the --tmp-file archive in the stage", name);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+void tmp_files_stage_dir_close(struct tmp_files_stage_dir *dir)
+{
+	close_safe(&dir->fd);
+	dir->name[0] = '\0';
 }
 
 /* Its owner, then its mode (chown() clears set-id bits), then its times, as tar sets them; fd is closed */

@@ -328,6 +328,7 @@ struct stream {
 	off_t data_left; /* of the member passing: data and padding */
 	off_t file_left; /* of its data */
 	int fd;		 /* the file criu writes the member into, or -1: tar does */
+	bool made;	 /* the member is a directory criu made */
 	bool summing;
 	bool ended; /* the end of the archive was passed */
 	struct tmp_files_sum_ctx sum;
@@ -337,6 +338,10 @@ struct stream {
 
 static int put(struct stream *s, const char *buf, size_t len)
 {
+	if (s->out < 0 && s->ended)
+		return 0; /* no tar: its zero blocks and padding are nobody's */
+	if (s->out < 0 && (s->out = s->check->start_tar(s->check->ctx)) < 0)
+		return -1;
 	if (write_all(s->out, buf, len) != len) {
 		pr_perror("Can't hand the archive to tar");
 		return -1;
@@ -418,17 +423,22 @@ static int header_done(struct stream *s)
 		       s->members);
 		return -1;
 	}
+	s->made = false;
 	if (ret == 1) {
 		s->ended = true;
 	} else {
 		s->members++;
 		if (s->check->member(s->check->ctx, &s->m))
 			return -1;
+		s->made = s->m.type == TMP_FILES_TAR_DIR && !s->m.other_records && s->check->make_dir;
+		if (s->made && s->check->make_dir(s->check->ctx, &s->m))
+			return -1;
+		s->written += s->made;
 		/* Only regular members carry data: check->member() refuses a size on any other */
 		if (s->m.type == TMP_FILES_TAR_REG && member_start(s))
 			return -1;
 	}
-	ret = s->fd >= 0 ? 0 : put(s, s->pend, s->have);
+	ret = s->fd >= 0 || s->made ? 0 : put(s, s->pend, s->have);
 	s->have = 0;
 	s->in_pax = false;
 	s->need = BLOCK;

@@ -210,7 +210,7 @@ out:
 	return ret;
 }
 
-int tmp_files_check_programs(const struct tmp_files_compressor *c, bool restore)
+int tmp_files_check_tar(bool restore)
 {
 	const char *who = restore ? "Restoring the --tmp-file archive" : "--tmp-file";
 	char buf[128] = {};
@@ -223,8 +223,16 @@ int tmp_files_check_programs(const struct tmp_files_compressor *c, bool restore)
 		pr_err("%s needs GNU tar, but tar in PATH is not GNU tar\n", who);
 		return -1;
 	}
-	if (!restore)
-		who = "--tmp-file-compress";
+	return 0;
+}
+
+int tmp_files_check_programs(const struct tmp_files_compressor *c, bool restore)
+{
+	const char *who = restore ? "Restoring the --tmp-file archive" : "--tmp-file-compress";
+
+	/* A restore runs tar only for a member criu does not write itself: it checks tar then */
+	if (!restore && tmp_files_check_tar(false))
+		return -1;
 	if (c->argv[0] && run_probe(c->argv, NULL, 0)) {
 		pr_err("%s: %s compression needs %s, but \"%s\" failed to compress nothing (is it in PATH?)\n", who,
 		       c->name, c->argv[0], c->argv[0]);

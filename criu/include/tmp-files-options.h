@@ -20,7 +20,9 @@ struct tmp_files_compressor {
 extern const struct tmp_files_compressor *tmp_files_dump_compressor(void);
 /* The compressor a manifest names (NULL: none), or NULL if there is no such one */
 extern const struct tmp_files_compressor *tmp_files_compressor(const char *name);
-/* GNU tar and the compressor c, at dump ("--tmp-file-compress") or restore */
+/* GNU tar (at dump only) and the compressor c, at dump ("--tmp-file-compress") or restore */
 extern int tmp_files_check_programs(const struct tmp_files_compressor *c, bool restore);
+/* GNU tar, in PATH */
+extern int tmp_files_check_tar(bool restore);
 
 #endif /* __CR_TMP_FILES_OPTIONS_H__ */

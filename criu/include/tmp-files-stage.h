@@ -28,10 +28,21 @@ extern void tmp_files_stage_remove(struct tmp_files_stage *s);
 extern int tmp_files_open_tree_root(int root_fd, const char *root, const char *tree_root);
 /*
  * A regular file of the archive ("tmp/app/x") that criu writes itself,
- * made in the stage, its missing parents 0700: its fd. Then its owner,
- * mode and times, as tar would set them, and the fd closed.
+ * made in the stage, its missing parents 0700: its fd (dir keeps the fd of
+ * its directory for the next file: { .fd = -1 } at first, closed with
+ * tmp_files_stage_dir_close() at the end). Then its owner, mode and
+ * times, as tar would set them, and the fd closed.
  */
-extern int tmp_files_stage_file(int stage_fd, const char *name);
+struct tmp_files_stage_dir {
+	char name[PATH_MAX]; /* "tmp/app", "" for none or the stage itself */
+	int fd;		     /* -1 for none */
+};
+extern int tmp_files_stage_file(struct tmp_files_stage_dir *dir, int stage_fd, const char *name);
+extern void tmp_files_stage_dir_close(struct tmp_files_stage_dir *dir);
+/* A directory of the archive ("tmp/app/") that criu makes, 0700 until tmp_files_stage_file_done() on its fd */
+extern int tmp_files_stage_mkdir(int stage_fd, const char *name);
+/* The names in the staged directory path ("/tmp/app"), NULL-terminated, each and the array to xfree() */
+extern char **tmp_files_stage_names(int stage_fd, const char *path, size_t *nr);
 struct tmp_files_stage_attrs {
 	const char *name; /* for messages */
 	uid_t uid;

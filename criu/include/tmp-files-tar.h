@@ -81,6 +81,10 @@ struct tmp_files_tar_check {
 	int (*open_data)(void *ctx, const struct tmp_files_tar_member *m, int *fd);
 	/* Its data is written: owner, mode and times set, fd closed (also on error) */
 	int (*data_done)(void *ctx, const struct tmp_files_tar_member *m, int fd);
+	/* Optional: a directory member with no xattrs nor ACLs, checked: 0 if made, tar is not handed it */
+	int (*make_dir)(void *ctx, const struct tmp_files_tar_member *m);
+	/* Optional, with out -1: tar's stdin, started when a member needs tar (the end of the archive does not) */
+	int (*start_tar)(void *ctx);
 };
 extern int tmp_files_tar_stream(int in, int out, const struct tmp_files_tar_check *check);
 
