@@ -67,6 +67,7 @@ CRIU = Path(os.environ.get("BENCH_CRIU", TREE / "criu/criu"))  # the patched cri
 WORK = ROOT / "build/bench"
 PR_SET_CHILD_SUBREAPER = 36
 MAX_OPEN = 16  # files the holder keeps open
+WARM_MARGIN = 64 << 20  # written and deleted beyond a case's size before each timed step
 
 # What the variants are, and the report of a run (its raw.json)
 from report import COMPRESSIONS, COPIES, PRECOPY_VARIANTS, TMP_FILE_VARIANTS, MiB, log, report  # noqa: E402
@@ -269,6 +270,20 @@ class Runner:
         self.imgfs = imgfs
         self.seq = 0
 
+    def warm(self, nbytes):
+        """Write and delete nbytes + WARM_MARGIN on the images tmpfs: the
+        timed step that follows (a dump, a restore, a copy) then gets
+        memory the guest has just used, whatever ran before it (see
+        "Memory" in the docstring). No-op with --no-warm."""
+        if self.args.no_warm:
+            return
+        path = self.imgfs / ".warm"
+        chunk = bytes(MiB)
+        with open(path, "wb", buffering=0) as f:
+            for _ in range(-(-(nbytes + WARM_MARGIN) // MiB)):
+                f.write(chunk)
+        path.unlink()
+
     def fresh(self, name):
         self.seq += 1
         d = self.imgfs / ("%s.%d" % (name, self.seq))
@@ -286,6 +301,7 @@ class Runner:
         elif variant == "precopy":
             extra = ["--tmp-file", str(directory), "--tmp-file-compress=none", "--tmp-file-precopy"]
         images = self.fresh(variant)
+        self.warm(case["bytes"])
         holder = start_holder(self.holder, directory, ready, case.get("mode"))
         pid = holder.pid
         cmd = [str(criu), "dump", "-t", str(pid), "-D", str(images), "-o", "dump.log"] + extra
@@ -307,8 +323,11 @@ class Runner:
             aside = self.data / (".aside-" + case["name"])
             directory.rename(aside)
         cmd = [str(criu), "restore", "-d", "-D", str(images), "-o", "restore.log"]
+        if self.args.keep_logs:
+            cmd.append("-v4")
         if case.get("mode"):
             cmd.append("--leave-stopped")  # it would write before the files are compared
+        self.warm(case["bytes"])
         proc, restore_wall = run_timed(cmd)
         if proc.returncode:
             if aside and not directory.exists():
@@ -316,6 +335,9 @@ class Runner:
             raise RuntimeError("%s: %s exited %d\n%s\n%s" % (
                 case["name"], " ".join(cmd), proc.returncode, proc.stdout.decode(errors="replace"),
                 log_tail(images / "restore.log")))
+        if self.args.keep_logs:
+            shutil.copy(images / "restore.log", Path(self.args.keep_logs) / ("%s.%s.%d.log" % (
+                case["name"], variant, self.seq)))
         PIDS.add(pid)
         if not alive(pid):
             raise RuntimeError("%s/%s: restored pid %d is not running" % (case["name"], variant, pid))
@@ -345,6 +367,7 @@ class Runner:
         else:
             cmd = ["tar", "--create", "--gzip", "--absolute-names",
                    "--file", str(out / "tar-gzip.tar.gz"), str(directory)]
+        self.warm(case["bytes"])
         proc, dt = run_timed(cmd)
         if proc.returncode:
             raise RuntimeError("%s failed: %s" % (" ".join(cmd), proc.stdout.decode(errors="replace")))
@@ -392,6 +415,13 @@ def parse_args():
     ap.add_argument("--small-size", type=int, default=4096, help="bytes per small file (default 4096)")
     ap.add_argument("--load-mib", type=int, default=512,
                     help="size of the '+ log' and 'rewritten' cases in MiB (default 512; 0: skip)")
+    ap.add_argument("--variants", help="measure only these variants (comma-separated, e.g. without,none,copy): "
+                    "prints their medians and writes raw.json, no report")
+    ap.add_argument("--no-warm", action="store_true",
+                    help="do not write and delete the case's size before each timed step (the runs before 17:40 UTC "
+                    "on 4 Dec: see 'Memory' above)")
+    ap.add_argument("--keep-logs", metavar="DIR",
+                    help="restore with -v4 and keep every restore.log in DIR (CASE.VARIANT.N.log)")
     ap.add_argument("--out", default=str(BENCH / "results"), help="output directory")
     ap.add_argument("--from-raw", metavar="RAW_JSON",
                     help="measure nothing: rewrite the table and plot from a raw.json of an earlier run")
@@ -483,7 +513,7 @@ def measure(args, cases, variants, programs, data_mnt):
     pristine, holder, criu = programs
     total = sum(c["bytes"] for c in cases)
     biggest = max(c["bytes"] for c in cases)
-    res = {c["name"]: {v: [] for v in c.get("variants", variants)} for c in cases}
+    res = {c["name"]: {v: [] for v in c.get("variants", variants) if v in variants} for c in cases}
     img_mnt = WORK / "images"
     try:
         mount_tmpfs(data_mnt, total + biggest + 256 * MiB)
@@ -502,7 +532,7 @@ def measure(args, cases, variants, programs, data_mnt):
         for c in cases:
             t0 = time.monotonic()
             for rep in range(args.reps):
-                order = list(c.get("variants", variants))
+                order = [v for v in c.get("variants", variants) if v in variants]
                 random.Random(1000 * rep + len(c["name"])).shuffle(order)
                 for v in order:
                     if v in COPIES:
@@ -517,6 +547,21 @@ def measure(args, cases, variants, programs, data_mnt):
     return res
 
 
+def print_medians(raw):
+    """A subset of the variants (--variants): their medians, no report."""
+    def med(xs):
+        xs = sorted(x for x in xs if x is not None)
+        return xs[len(xs) // 2] if xs else float("nan")
+    print("load %s to %s; medians of %d (all values)" % (raw["machine"]["load_start"], raw["machine"]["load_end"],
+                                                       raw["reps"]))
+    for c, byv in raw["results"].items():
+        for v, rs in byv.items():
+            for k in ("frozen_ms", "restore_ms"):
+                vals = [r.get(k) for r in rs if r.get(k) is not None]
+                if vals:
+                    print("%-10s %-9s %-10s %7.1f  %s" % (c, v, k, med(vals), " ".join("%.0f" % x for x in vals)))
+
+
 def main():
     args = parse_args()
     if args.from_raw:
@@ -525,12 +570,20 @@ def main():
         return
 
     enter_private_namespace(args)
+    if args.keep_logs:
+        Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     load_start = loadavg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     programs = prepare_programs()
     variants = ["unpatched", "without"] + list(TMP_FILE_VARIANTS) + list(COPIES)
+    if args.variants:
+        chosen = args.variants.split(",")
+        unknown = [v for v in chosen if v not in variants]
+        if unknown:
+            sys.exit("bench: unknown variants %s (known: %s)" % (",".join(unknown), ",".join(variants)))
+        variants = [v for v in variants if v in chosen]
     log("criu %s; variants: %s" % (CRIU, " ".join(variants)))
     cases = make_cases(args)
     m = describe_run(load_start)
@@ -546,6 +599,9 @@ def main():
            "elapsed_s": elapsed, "cmdline": cmdline, "reps": args.reps}
     with open(out / "raw.json", "w") as f:
         json.dump(raw, f, indent=1)
+    if args.variants:
+        print_medians(raw)
+        return
     report(out, raw)
 
 
