@@ -30,6 +30,22 @@ files (so restore stages the archive on the same filesystem, as on a host
 whose /tmp is a tmpfs) and a second tmpfs holds the images. Both are
 unmounted at the end; nothing is visible outside the namespace.
 
+Memory: before each timed step (a dump, a restore, the copy, tar-gzip)
+the benchmark writes and deletes the case's size plus WARM_MARGIN on
+the images tmpfs, so that every step writes its new tmpfs pages into
+memory the guest has just used. On this VM (Firecracker, nested, free
+page reporting) the first write into a page the guest has not used
+recently costs 4 to 6 times more than into one just freed (9.9 against
+1.6 to 2.6 us per 4 KiB page, bench/restore_phases.py's notes), and which
+one a step gets depends on what the steps before it freed: the copy came
+right after the previous variant's images and files were deleted, while
+a restore came right after its dump had used that memory for the
+archive, so its stage often got the idle kind. That alone made the
+restore of 512 MiB with --tmp-file-compress none take 1.2 to 1.3 s
+against 0.3 to 0.4 s, and the restore target fail at 3.3x to 3.9x a
+copy: the comparison was of memory states, not of work. --no-warm
+measures as before.
+
 Two more cases of 512 MiB measure the pre-copy: "+ log" where the holder
 appends to a log at 1 MB/s during the dump, and "rewritten" where it
 rewrites all its files in place as fast as it can (the worst case: every
@@ -68,6 +84,7 @@ WORK = ROOT / "build/bench"
 PR_SET_CHILD_SUBREAPER = 36
 MAX_OPEN = 16  # files the holder keeps open
 WARM_MARGIN = 64 << 20  # written and deleted beyond a case's size before each timed step
+WARM_CHUNK = os.urandom(1 << 20)  # not zeros: nothing on the way may treat them as empty pages
 
 # What the variants are, and the report of a run (its raw.json)
 from report import COMPRESSIONS, COPIES, PRECOPY_VARIANTS, TMP_FILE_VARIANTS, MiB, log, report  # noqa: E402
@@ -278,7 +295,7 @@ class Runner:
         if self.args.no_warm:
             return
         path = self.imgfs / ".warm"
-        chunk = bytes(MiB)
+        chunk = WARM_CHUNK
         with open(path, "wb", buffering=0) as f:
             for _ in range(-(-(nbytes + WARM_MARGIN) // MiB)):
                 f.write(chunk)
