@@ -14,6 +14,8 @@ repetition, one run:
   none           dump --tmp-file-compress none, directory moved aside,
                  restore -d -v4 (as run.py)
   copy           cp -a of the directory into the images tmpfs (run.py's)
+  copy_data      cp -a of the directory next to it, on the data tmpfs
+                 (restore_in_place.py's)
   X_cold         X after writing (and holding, until X is done) a
                  ballast of --ballast-mib on a third tmpfs: the memory
                  the guest freed last is used up, X writes its new pages
@@ -110,7 +112,7 @@ def one(directory, v):
     seq[0] += 1
     name = "%s.%d" % (v, seq[0])
     if v.startswith("copy"):
-        dst = img / ("cp.%d" % seq[0])
+        dst = (directory.parent if v.startswith("copy_data") else img) / ("cp.%d" % seq[0])
         if "cold" in v:
             ballast()
         if "warm" in v:
