@@ -35,16 +35,17 @@ the benchmark writes and deletes the case's size plus WARM_MARGIN on
 the images tmpfs, so that every step writes its new tmpfs pages into
 memory the guest has just used. On this VM (Firecracker, nested, free
 page reporting) the first write into a page the guest has not used
-recently costs 4 to 6 times more than into one just freed (9.9 against
-1.6 to 2.6 us per 4 KiB page, bench/restore_phases.py's notes), and which
-one a step gets depends on what the steps before it freed: the copy came
-right after the previous variant's images and files were deleted, while
-a restore came right after its dump had used that memory for the
-archive, so its stage often got the idle kind. That alone made the
-restore of 512 MiB with --tmp-file-compress none take 1.2 to 1.3 s
-against 0.3 to 0.4 s, and the restore target fail at 3.3x to 3.9x a
-copy: the comparison was of memory states, not of work. --no-warm
-measures as before.
+recently costs several times more than into one just freed, and which
+kind a step gets depends on what the steps before it freed: the copy
+came right after the previous variant's images and files were deleted,
+while a restore came right after its dump had used that memory for the
+archive, so its stage often got the idle kind. bench/restore_phases.py
+measures it: criu writing the 512 MiB stage took 1255 ms in idle memory
+against 360 ms in memory written and deleted just before (74% against
+15% of criu's samples in copy_folio_from_iter_atomic), and that made the
+restore target fail at 3.3x to 3.9x a copy (README, "Performance"): the
+comparison was of memory states, not of work. --no-warm measures as
+before.
 
 Two more cases of 512 MiB measure the pre-copy: "+ log" where the holder
 appends to a log at 1 MB/s during the dump, and "rewritten" where it
@@ -500,7 +501,7 @@ def make_cases(args):
     return cases
 
 
-def describe_run(load_start):
+def describe_run(args, load_start):
     """The machine and the versions measured, for the report."""
     m = machine()
     m["load_start"] = load_start
@@ -509,6 +510,8 @@ def describe_run(load_start):
                                  capture_output=True, text=True).stdout.strip() or "?"
     m["host"] = "this machine (%s)" % platform.node()
     m["max_open"] = MAX_OPEN
+    m["warm"] = not args.no_warm
+    m["warm_margin_mib"] = WARM_MARGIN // MiB
     return m
 
 
@@ -603,7 +606,7 @@ def main():
         variants = [v for v in variants if v in chosen]
     log("criu %s; variants: %s" % (CRIU, " ".join(variants)))
     cases = make_cases(args)
-    m = describe_run(load_start)
+    m = describe_run(args, load_start)
     data_mnt = data_mountpoint()
     m["data_mnt"] = str(data_mnt)
 
