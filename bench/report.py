@@ -259,9 +259,9 @@ def write_report(out, s, cases, variants, m, elapsed, cmdline, reps):
              "(names, modes, sizes, mtimes; content in the first repetition)." % ("the same tmpfs" if m.get("data_mnt", "/tmp") == "/tmp" else "another filesystem: a copy"))
     if "warm" in m:
         L.append("")
-        L.append("Before each timed step (dump, restore, copy, tar --gzip) the case's size plus %d MiB %s "
-                 "written and deleted on the images tmpfs, so that every step writes into memory just used "
-                 "(bench/run.py's docstring, \"Memory\")." % (m.get("warm_margin_mib", 64),
+        L.append("Before each timed step (dump, restore, copy, tar --gzip) %d times the case's size %s "
+                 "written into memory and freed, so that every step writes into memory just used "
+                 "(bench/run.py's docstring, \"Memory\")." % (m.get("warm_factor", 2),
                                                               "was" if m["warm"] else "was not (--no-warm)"))
     L.append("")
     L.append("| case | variant | n | frozen ms | IQR ms | added ms | added / copy | dump wall ms | image MiB | restore ms |")

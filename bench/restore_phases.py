@@ -20,8 +20,8 @@ repetition, one run:
                  ballast of --ballast-mib on a third tmpfs: the memory
                  the guest freed last is used up, X writes its new pages
                  into memory the guest has not used recently
-  X_coldwarm     X_cold, then 2N MiB written and deleted before X:
-                 what run.py does before each timed step
+  X_coldwarm     X_cold, then run.py's warm-up before X (2N MiB
+                 written into anonymous memory and freed)
 
 Prints, per variant, the median wall time (all values) and, for
 restores, the phases from criu's -v4 log (ms): start to the stage,
@@ -77,12 +77,13 @@ def ballast():
             f.write(b"\2" * (1 << 20))
 
 
+class Warm:
+    """run.py's warm-up: its Runner.warm()"""
+    args = argparse.Namespace(no_warm=False)
+
+
 def warm():
-    with open("/tmp/.warm" if data_mnt == Path("/tmp") else data_mnt / ".warm", "wb", buffering=0) as f:
-        for _ in range(2 * MIB):
-            f.write(b"\1" * (1 << 20))
-        name = f.name
-    os.unlink(name)
+    run.Runner.warm(Warm, MIB * run.MiB)
 
 
 MARKS = (("stage", "Staging the --tmp-file"), ("streamed", "members checked"),
