@@ -257,6 +257,12 @@ def write_report(out, s, cases, variants, m, elapsed, cmdline, reps):
              "the image; restore stages them under /tmp, %s). Every restored process is checked "
              "alive, then killed by pid and reaped; restored files are compared with the originals "
              "(names, modes, sizes, mtimes; content in the first repetition)." % ("the same tmpfs" if m.get("data_mnt", "/tmp") == "/tmp" else "another filesystem: a copy"))
+    if "warm" in m:
+        L.append("")
+        L.append("Before each timed step (dump, restore, copy, tar --gzip) %d times the case's size %s "
+                 "written into memory and freed, so that every step writes into memory just used "
+                 "(bench/run.py's docstring, \"Memory\")." % (m.get("warm_factor", 2),
+                                                              "was" if m["warm"] else "was not (--no-warm)"))
     L.append("")
     L.append("| case | variant | n | frozen ms | IQR ms | added ms | added / copy | dump wall ms | image MiB | restore ms |")
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
