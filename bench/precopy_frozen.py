@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--cases", default="small,mixed")
     ap.add_argument("--in-ns", action="store_true", help=argparse.SUPPRESS)
+    # run.Runner's other settings: memory warmed before each step, no logs kept
+    ap.set_defaults(no_warm=False, keep_logs=None)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("must run as root")
