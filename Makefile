@@ -69,7 +69,7 @@ test: build crun
 demo: build
 	@$(BOUND) 15m "make demo" ./scripts/demo.sh $(CRIU)
 
-# The frozen-time benchmark (bench/run.py, about 7 minutes):
+# The frozen-time benchmark (bench/run.py, about 8 minutes):
 # writes bench/results/RESULTS.md and frozen-time.png. BENCH_ARGS=--help.
 .PHONY: bench
 # Then the restore bench and the action-script comparison (about a
@@ -80,10 +80,12 @@ bench: build
 	@$(MAKE) -s --no-print-directory bench-restore bench-action-script bench-precopy-frozen
 
 # Restore time wiped and not wiped, against a cp -a measured in the same
-# run (bench/restore_in_place.py, under a minute): a Markdown table.
+# run (bench/restore_in_place.py, about a minute each): Markdown tables,
+# `none`, and `zstd` against `zstd -d` of the same archive alone.
 .PHONY: bench-restore
 bench-restore: build
 	@$(BOUND) 10m "make bench-restore" $(PYTHON) bench/restore_in_place.py $(CRIU) 256 3
+	@$(BOUND) 10m "make bench-restore (zstd)" $(PYTHON) bench/restore_in_place.py $(CRIU) 512 3 --compress zstd
 
 # --tmp-file-precopy's added frozen time with nothing changing, 10,000
 # files of 4 KiB and 256 MiB + 2,000 small files, against a cp -a in the
