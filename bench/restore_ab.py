@@ -43,21 +43,8 @@ def main():
         del args[i:i + 2]
     size, runs = int(args[0]), int(args[1])
     bins = [(n, os.path.abspath(b)) for n, b in (a.split("=", 1) for a in args[2:])]
-    if os.environ.get("BENCH_IN_NS") != "1":
-        os.environ["BENCH_IN_NS"] = "1"
-        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable] + sys.argv)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % (size * 3 + 256), "bench-tmp", "/tmp"], check=True)
     images = "/var/tmp/criu-bench-ab"
-    os.makedirs(images, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % (2 * size + 128), "bench-img", images], check=True)
-    app = "/tmp/app"
-    os.makedirs(app + "/small")
-    with open(app + "/big", "wb") as f:
-        for _ in range(size):
-            f.write(os.urandom(1 << 20))
-    for i in range(2000):
-        with open("%s/small/f%04d" % (app, i), "wb") as f:
-            f.write(os.urandom(2048))
+    app = rip.make_tree(size, images)
     pid = rip.dump(bins[0][1], images + "/d", app, True, compress)
     plain_pid = rip.dump(bins[0][1], images + "/p", app, False)
     shutil.move(app, "/tmp/app.keep")

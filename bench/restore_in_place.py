@@ -155,6 +155,27 @@ def timeline(criu, images, app, pid, what, perf=None):
         last = t
 
 
+def make_tree(size, images):
+    """In a private mount namespace (the script is run again in one): a
+    tmpfs on /tmp holding /tmp/app (size MiB of random data in big, 2,000
+    files of 2 KiB in small), and one on images. Returns /tmp/app."""
+    if os.environ.get("BENCH_IN_NS") != "1":
+        os.environ["BENCH_IN_NS"] = "1"
+        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable] + sys.argv)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % (size * 3 + 256), "bench-tmp", "/tmp"], check=True)
+    os.makedirs(images, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % (2 * size + 128), "bench-img", images], check=True)
+    app = "/tmp/app"
+    os.makedirs(app + "/small")
+    with open(app + "/big", "wb") as f:
+        for _ in range(size):
+            f.write(os.urandom(1 << 20))
+    for i in range(2000):
+        with open("%s/small/f%04d" % (app, i), "wb") as f:
+            f.write(os.urandom(2048))
+    return app
+
+
 def main():
     flags = [a for a in sys.argv[1:] if a.startswith("--")]
     perf = compress = None
@@ -168,21 +189,8 @@ def main():
     criu = os.path.abspath(pos[0])
     size = int(pos[1]) if len(pos) > 1 else 256
     runs = int(pos[2]) if len(pos) > 2 else 3
-    if os.environ.get("BENCH_IN_NS") != "1":
-        os.environ["BENCH_IN_NS"] = "1"
-        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", sys.executable] + sys.argv)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % (size * 3 + 256), "bench-tmp", "/tmp"], check=True)
     images = "/var/tmp/criu-bench-in-place"
-    os.makedirs(images, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % (2 * size + 128), "bench-img", images], check=True)
-    app = "/tmp/app"
-    os.makedirs(app + "/small")
-    with open(app + "/big", "wb") as f:
-        for _ in range(size):
-            f.write(os.urandom(1 << 20))
-    for i in range(2000):
-        with open("%s/small/f%04d" % (app, i), "wb") as f:
-            f.write(os.urandom(2048))
+    app = make_tree(size, images)
     times = {"copy": [], "plain": [], "in place": [], "wiped": [], "unpack": []}
     for _ in range(runs):
         shutil.rmtree("/tmp/copy", ignore_errors=True)
