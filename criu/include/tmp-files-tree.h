@@ -56,8 +56,8 @@ extern void tmp_files_walked_error(const char *path);
  * entry, parents first; fn returns 0 to go on, TMP_FILES_WALK_SKIP not
  * to go into a directory, or -1 to stop. Each directory is opened with
  * tmp_files_open_walked(), its children listed and lstat()ed by its fd.
- * racy: the tree runs, and an entry that
- * is gone when it is reached is left out.
+ * racy: the tree runs, and an entry that is gone (or another) when it is
+ * reached is left out.
  */
 #define TMP_FILES_WALK_SKIP 1
 typedef int (*tmp_files_walk_fn)(void *ctx, char *path, size_t len, const struct stat *st);
