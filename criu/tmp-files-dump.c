@@ -369,6 +369,9 @@ static int check_saved_paths_again(void)
 		struct stat st;
 
 		ret = stat_saved_path(root_fd, dump.set.paths[i], false, &st);
+		if (ret)
+			pr_err("--tmp-file %s: it was fine before the freeze: the dumped tree changed it since\n",
+			       dump.set.paths[i]);
 	}
 	close(root_fd);
 	return ret ? -1 : 0;
