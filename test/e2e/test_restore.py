@@ -111,6 +111,17 @@ def test_changed_file_is_replaced_by_dumped_version(app, criu):
     assert not [n for n in os.listdir("/tmp") if n.startswith(".criu-tmp-files")]
 
 
+def restore_wiped(criu, procs, app, pid, **kw):
+    """app removed (as after a reboot), then restore -d, which must pass;
+    the restored pid is killed. The restore's result."""
+    shutil.rmtree(app)
+    r = criu.restore(**kw)
+    assert r.returncode == 0, r
+    procs.track(pid)
+    kill_tree(pid)
+    return r
+
+
 def make_app(d):
     app = Path(d) / "app"
     (app / "sub").mkdir(parents=True)
@@ -169,11 +180,7 @@ def test_wiped_extracts(procs, criu, tmpdir_tmp):
     app = make_app(tmpdir_tmp)
     content = {str(p): p.read_bytes() for p in (app / "sub").iterdir()}
     pid = dump_sleeper(procs, criu, app)
-    shutil.rmtree(app)
-    r = criu.restore()
-    assert r.returncode == 0, r
-    procs.track(pid)
-    kill_tree(pid)
+    r = restore_wiped(criu, procs, app, pid)
     assert "Not every saved entry is in place as saved (first: %s)" % app in r.log
     assert {str(p): p.read_bytes() for p in (app / "sub").iterdir()} == content
     assert os.readlink(app / "link") == "sub/f00"
@@ -399,11 +406,7 @@ def test_tar_runs_only_for_a_member_criu_does_not_make(procs, criu, tmpdir_tmp, 
     os.utime(app / "sub", ns=(1500000000_000000001, 1500000000_000000002))
     before = {str(p): stat_of(p) for p in [app] + sorted(app.rglob("*"))}
     pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
-    shutil.rmtree(app)
-    r = criu.restore(env=env)
-    assert r.returncode == 0, r
-    procs.track(pid)
-    kill_tree(pid)
+    r = restore_wiped(criu, procs, app, pid, env=env)
     assert not runs.exists(), runs.read_text()
     assert {str(p): stat_of(p) for p in [app] + sorted(app.rglob("*"))} == before
     assert (app / "sub" / "f").read_text() == "data\n"
@@ -440,11 +443,7 @@ def test_saved_directory_with_an_acl_wiped_or_changed(procs, criu, tmpdir_tmp):
     before = state()
     assert "mask::r-x" in before[0] and "default:user:1234:r-x" in before[0], before
     pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
-    shutil.rmtree(app)
-    r = criu.restore()
-    assert r.returncode == 0, r
-    procs.track(pid)
-    kill_tree(pid)
+    r = restore_wiped(criu, procs, app, pid)
     wait_gone(pid)
     assert state() == before
 
@@ -481,11 +480,7 @@ def test_wiped_directory_staged_on_another_filesystem(procs, criu, tmpdir_tmp):
         entries = [app] + sorted(app.rglob("*"))
         before = {str(p): (stat_of(p), None if p.is_dir() or p.is_symlink() else p.read_bytes()) for p in entries}
         pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
-        shutil.rmtree(app)
-        r = criu.restore()
-        assert r.returncode == 0, r
-        procs.track(pid)
-        kill_tree(pid)
+        r = restore_wiped(criu, procs, app, pid)
         assert "Staging the --tmp-file archive in %s/" % mnt not in r.log
         assert "0 entries kept as they were, 4 written" in r.log, r.log[-2000:]
         assert {str(p): (stat_of(p), None if p.is_dir() or p.is_symlink() else p.read_bytes())
@@ -507,11 +502,7 @@ def test_wiped_files_written_by_criu(procs, criu, tmpdir_tmp):
     before = {str(p): (stat_of(p), None if p.is_dir() else p.read_bytes()) for p in entries}
     pid = dump_sleeper(procs, criu, app, "--tmp-file-compress", "none")
     atimes = {m.name: m.pax_headers.get("atime") for m, _ in read_archive(criu.images, "r:")}
-    shutil.rmtree(app)
-    r = criu.restore()
-    assert r.returncode == 0, r
-    procs.track(pid)
-    kill_tree(pid)
+    r = restore_wiped(criu, procs, app, pid)
     restored_atime = os.stat(app / "plain").st_atime_ns  # before a read updates it (relatime)
     # sub/linked2 (a link), xattr, sparse: tar's; the rest (app, sub, sub/deeper too) criu's
     assert "13 members checked: 10 written by criu (%d bytes), 3 handed to tar" % ((300 << 10) + 64) in r.log, \
